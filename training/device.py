@@ -1,0 +1,35 @@
+"""Device choice and the per-device speed settings (autocast, memory layout)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from torch import nn
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cuda`` falls back to CPU with a warning when no GPU is present."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"device {name!r} requested but CUDA is not available; running on CPU", stacklevel=2)
+        return torch.device("cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        warnings.warn("device 'mps' requested but not available; running on CPU", stacklevel=2)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (the tensor cores' fast path); full fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to ``device``; channels_last for conv nets on CUDA (faster cuDNN kernels)."""
+    model = model.to(device)
+    if device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -1,0 +1,179 @@
+"""The training loop: SGD + cosine schedule, optional masks, resumable.
+
+One function serves dense training, IMP fine-tuning and sparse training; they
+differ only in their :class:`TrainSpec` and masks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from training.device import autocast
+from training.evaluate import EvalResult, evaluate
+from training.masks import MaskEnforcer
+from training.metrics import MetricsLog
+from utils.checkpoint import join_state, load_tensors, save_tensors, split_state
+
+Batches = Callable[[], object]
+
+
+class TrainData(Protocol):
+    """What the loop needs from a dataset (``data.DataBundle`` provides it)."""
+
+    batches_per_epoch: int
+
+    def train_batches(self, epoch: int, seed: int, augment: bool = True): ...
+
+    def test_batches(self): ...
+
+
+@dataclass
+class TrainSpec:
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    seed: int = 0  # data order and augmentation of every epoch derive from (seed, epoch)
+    eval_every: int = 1  # test evaluation every N epochs, and always after the last
+    save_epochs: tuple[int, ...] = field(default_factory=tuple)  # on_checkpoint after k epochs (0 = init)
+
+
+@dataclass
+class TrainOutcome:
+    final: EvalResult  # test metrics after the last epoch
+    epochs_run: int  # epochs actually trained in this call (0 when already complete)
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                           weight_decay=spec.weight_decay, nesterov=spec.nesterov and spec.momentum > 0)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    # Stepped once per epoch, to zero at the end, as in the paper's code.
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+
+
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, spec: TrainSpec) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    meta = {
+        "epoch": epoch,
+        "spec": asdict(spec),
+        "optimizer": split_state(opt.state_dict(), "optimizer", tensors),
+        "scheduler": split_state(sched.state_dict(), "scheduler", tensors),
+        "rng": split_state(torch.get_rng_state(), "rng.cpu", tensors),
+    }
+    save_tensors(path, tensors, meta)
+
+
+def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LRScheduler, spec: TrainSpec, device: torch.device) -> int:
+    tensors, meta = load_tensors(path)
+    saved = dict(meta["spec"], save_epochs=tuple(meta["spec"]["save_epochs"]))
+    if saved != asdict(spec):
+        raise RuntimeError(f"{path} was saved by a different training setup; delete it to start over")
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt.load_state_dict(join_state(meta["optimizer"], tensors))
+    for state in opt.state.values():  # optimizer state follows its parameters' device
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
+    sched.load_state_dict(join_state(meta["scheduler"], tensors))
+    torch.set_rng_state(join_state(meta["rng"], tensors))
+    return int(meta["epoch"])
+
+
+def train(
+    model: nn.Module,
+    data: TrainData,
+    spec: TrainSpec,
+    *,
+    name: str,
+    device: torch.device,
+    masks: dict[str, torch.Tensor] | None = None,
+    state_path: str | os.PathLike | None = None,
+    metrics: MetricsLog | None = None,
+    on_checkpoint: Callable[[int, nn.Module], None] | None = None,
+    step_fn: Callable | None = None,
+    progress: bool | None = None,
+) -> TrainOutcome:
+    """Train ``model`` in place for ``spec.epochs`` epochs.
+
+    With ``state_path`` the full training state (model, optimizer, schedule,
+    RNG, epoch) is written atomically after every epoch, and a call that finds
+    it resumes from there; since the data order of epoch e depends only on
+    (seed, e), the resumed run ends with exactly the weights of an
+    uninterrupted one. ``on_checkpoint(k, model)`` is called after k epochs
+    for every k in ``spec.save_epochs`` (k = 0 before any training).
+    ``progress=None`` shows tqdm bars only on a terminal.
+    """
+    optimizer = make_optimizer(model, spec)
+    schedule = make_schedule(optimizer, spec.epochs)
+    enforcer = MaskEnforcer(model, masks) if masks else None
+    if enforcer:
+        enforcer.apply_to_weights()
+    state_path = Path(state_path) if state_path is not None else None
+    start = 0
+    if state_path is not None and state_path.exists():
+        start = _load_state(state_path, model, optimizer, schedule, spec, device)
+        if metrics:
+            metrics.truncate_run(name, start)
+    elif on_checkpoint and 0 in spec.save_epochs:
+        on_checkpoint(0, model)
+    forward = step_fn or model
+    final: EvalResult | None = None
+    show = None if progress is None else not progress
+    bar = tqdm(range(start, spec.epochs), desc=name, unit="ep", disable=show, initial=start,
+               total=spec.epochs, dynamic_ncols=True)
+    for epoch in bar:
+        began = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        batches = tqdm(data.train_batches(epoch, spec.seed), total=data.batches_per_epoch, leave=False,
+                       desc=f"{name} epoch {epoch + 1}", unit="batch", disable=show, dynamic_ncols=True)
+        for x, y in batches:
+            with autocast(device):
+                loss = F.cross_entropy(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if enforcer:
+                enforcer.apply_to_grads()
+            optimizer.step()
+            if enforcer:
+                enforcer.apply_to_weights()
+            # Accumulate on the device: reading the loss every step would sync with the GPU.
+            loss_sum += loss.detach().float() * y.shape[0]
+            seen += y.shape[0]
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+        done = epoch + 1
+        if on_checkpoint and done in spec.save_epochs:
+            on_checkpoint(done, model)
+        record = {"run": name, "epoch": done, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
+        if done % spec.eval_every == 0 or done == spec.epochs:
+            result = evaluate(model, data.test_batches())
+            record.update(test_accuracy=result.accuracy, test_loss=result.loss)
+            final = result if done == spec.epochs else None
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{result.accuracy:.2f}")
+        record["seconds"] = round(time.perf_counter() - began, 3)
+        if metrics:
+            metrics.log(record)
+        if state_path is not None:
+            _save_state(state_path, model, optimizer, schedule, done, spec)
+    bar.close()
+    if final is None:
+        final = evaluate(model, data.test_batches())
+    return TrainOutcome(final=final, epochs_run=spec.epochs - start)

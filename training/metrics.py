@@ -1,0 +1,50 @@
+"""``metrics.jsonl``: one JSON object per evaluated epoch of every training run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from utils.atomic import atomic_write_text
+
+
+class MetricsLog:
+    """Appends lines; on resume, drops lines of a run past the epoch it restarts from."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_run(self, run: str, after_epoch: int) -> None:
+        """Remove this run's records with epoch > ``after_epoch`` (they will be redone)."""
+        if self.path is None or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if rec.get("run") == run and rec.get("epoch", 0) > after_epoch:
+                continue
+            kept.append(line)
+        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a metrics file, skipping a truncated last line."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

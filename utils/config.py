@@ -1,0 +1,332 @@
+"""YAML config -> typed, validated dataclasses.
+
+Every check runs before any work or write: a bad config costs the user one
+clear line, never a half-made run directory. Keys of the original research
+configs keep their meaning; new keys have defaults that keep those configs
+valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.info import DATASETS
+
+MODEL_TYPES = ("ResNet", "ResNet20", "VGG11", "ResNet50", "MLP")
+MATCHING_METHODS = ("activation", "weight")
+SPARSE_RUNS = ("lth", "naive", "permuted", "random")
+# Where Debian's dataset-fashion-mnist package puts its files; the data layer
+# falls back to it, so validation must accept it too.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class ConfigError(ValueError):
+    """A config or command line that cannot be run; the message is one line."""
+
+
+@dataclass
+class OptimizerConfig:
+    type: str = "SGD"
+    lr: float = 0.08
+    sparse_lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+
+
+@dataclass
+class PruningConfig:
+    sparsity: float = 0.9
+    prune_perc: float = 0.2
+    prune_epochs: int = 5000  # the original key: the most IMP rounds to run
+    prune_lr: float = 0.01
+    train_epochs_per_prune: int = 50
+    tolerance_resnet20: float = 0.005
+    tolerance_vgg11: float = 5e-7
+    tolerance: float | None = None  # overrides the per-architecture tolerances
+    # The paper's code fine-tuned with plain SGD (no momentum, no weight decay).
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    rewind_epoch: int | None = None  # IMP with weight rewinding instead of fine-tuning
+
+    def tolerance_for(self, model_type: str) -> float:
+        if self.tolerance is not None:
+            return self.tolerance
+        return self.tolerance_vgg11 if model_type == "VGG11" else self.tolerance_resnet20
+
+
+@dataclass
+class MatchingConfig:
+    method: str = "activation"
+    num_batches: int = 50  # training batches (with augmentation off) used for activation matching
+    max_iter: int = 100  # weight matching sweeps
+    seed: int = 0  # weight matching's group order
+    alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    interpolation_batches: int = 20  # training batches used to reset BN and measure train loss
+
+
+@dataclass
+class SparseConfig:
+    runs: list[str] = field(default_factory=lambda: ["lth", "naive", "permuted"])
+    random_control: bool = False  # adds the `random` run (random mask, M_A's per-layer density)
+
+
+@dataclass
+class Config:
+    model_type: str = "ResNet"
+    width_multiplier: int = 1
+    mlp_hidden: list[int] = field(default_factory=lambda: [512, 512])
+    batchnorm: bool = False  # VGG11 only: the paper's VGG11 has no BatchNorm
+    init_weights: bool = False  # VGG11 only: kaiming init instead of PyTorch's default
+    dataset: str = "cifar10"
+    dataset_root: str | dict[str, str] = "datasets"
+    download: bool = False
+    train_subset: int | None = None
+    test_subset: int | None = None
+    epochs: int = 200
+    model_b_epochs: int | None = None  # defaults to `epochs`
+    sparse_epochs: int | None = None  # defaults to `epochs`
+    batch_size: int = 128
+    num_workers: int = 8
+    device: str = "cuda"
+    compile: bool = False
+    eval_every: int = 1
+    rewind_points: list[int] = field(default_factory=lambda: [0, 5, 10, 15, 20, 25, 50, 75, 100])
+    save_path: str = "runs"
+    seed: int = 0
+    project: str | None = None  # wandb project of the original code; recorded, not used
+    entity: str | None = None
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
+
+    @property
+    def data_root(self) -> Path:
+        """The dataset root for `dataset`, expanded (`~`, `$VARS`)."""
+        root = self.dataset_root
+        if isinstance(root, dict):
+            root = root[self.dataset]
+        return Path(os.path.expandvars(os.path.expanduser(root)))
+
+    @property
+    def b_epochs(self) -> int:
+        return self.epochs if self.model_b_epochs is None else self.model_b_epochs
+
+    @property
+    def total_sparse_epochs(self) -> int:
+        return self.epochs if self.sparse_epochs is None else self.sparse_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(parts) + " (or null)" if type(None) in typing.get_args(tp) else " or ".join(parts)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return "a mapping"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads `5e-4` as a string; accept what is clearly a number.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), sorted(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{(where + '.') if where else ''}{near[0]}'?" if near else ""
+            raise ConfigError(f"unknown config key '{path}'{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, path)
+        else:
+            kwargs[key] = _coerce(value, tp, path)
+    return cls(**kwargs)
+
+
+def _check(cfg: Config, *, check_data: bool) -> None:
+    def fail(msg: str) -> None:
+        raise ConfigError(msg)
+
+    if cfg.model_type not in MODEL_TYPES:
+        near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1, cutoff=0.4)
+        fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(MODEL_TYPES)}"
+             + (f" (did you mean {near[0]!r}?)" if near else ""))
+    if cfg.dataset not in DATASETS:
+        near = difflib.get_close_matches(cfg.dataset, list(DATASETS), n=1, cutoff=0.4)
+        fail(f"dataset: unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}"
+             + (f" (did you mean {near[0]!r}?)" if near else ""))
+    positive = {
+        "width_multiplier": cfg.width_multiplier, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+        "eval_every": cfg.eval_every, "pruning.train_epochs_per_prune": cfg.pruning.train_epochs_per_prune,
+        "pruning.prune_epochs": cfg.pruning.prune_epochs, "matching.num_batches": cfg.matching.num_batches,
+        "matching.max_iter": cfg.matching.max_iter,
+        "matching.interpolation_batches": cfg.matching.interpolation_batches,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            fail(f"{key}: must be positive, got {value}")
+    if cfg.model_b_epochs is not None and cfg.model_b_epochs <= 0:
+        fail(f"model_b_epochs: must be positive, got {cfg.model_b_epochs}")
+    if cfg.sparse_epochs is not None and cfg.sparse_epochs <= 0:
+        fail(f"sparse_epochs: must be positive, got {cfg.sparse_epochs}")
+    if cfg.num_workers < 0:
+        fail(f"num_workers: must be >= 0, got {cfg.num_workers}")
+    for key in ("train_subset", "test_subset"):
+        value = getattr(cfg, key)
+        if value is not None and value <= 0:
+            fail(f"{key}: must be positive, got {value}")
+    if any(h <= 0 for h in cfg.mlp_hidden) or not cfg.mlp_hidden:
+        fail(f"mlp_hidden: must be a non-empty list of positive widths, got {cfg.mlp_hidden}")
+    if not 0.0 < cfg.pruning.sparsity < 1.0:
+        fail(f"pruning.sparsity: must be strictly between 0 and 1 (a fraction, 0.9 = 90%), "
+             f"got {cfg.pruning.sparsity}")
+    if not 0.0 < cfg.pruning.prune_perc < 1.0:
+        fail(f"pruning.prune_perc: must be strictly between 0 and 1, got {cfg.pruning.prune_perc}")
+    for key in ("lr", "sparse_lr"):
+        if getattr(cfg.optimizer, key) <= 0:
+            fail(f"optimizer.{key}: must be positive, got {getattr(cfg.optimizer, key)}")
+    if cfg.pruning.prune_lr <= 0:
+        fail(f"pruning.prune_lr: must be positive, got {cfg.pruning.prune_lr}")
+    for where, opt in (("optimizer", cfg.optimizer), ("pruning", cfg.pruning)):
+        if not 0.0 <= opt.momentum < 1.0:
+            fail(f"{where}.momentum: must be in [0, 1), got {opt.momentum}")
+        if opt.weight_decay < 0:
+            fail(f"{where}.weight_decay: must be >= 0, got {opt.weight_decay}")
+    if cfg.optimizer.type.lower() != "sgd":
+        fail(f"optimizer.type: only SGD is supported (the paper's optimizer), got {cfg.optimizer.type!r}")
+    if cfg.matching.method not in MATCHING_METHODS:
+        fail(f"matching.method: must be one of {', '.join(MATCHING_METHODS)}, got {cfg.matching.method!r}")
+    if not cfg.matching.alphas or any(not 0.0 <= a <= 1.0 for a in cfg.matching.alphas):
+        fail(f"matching.alphas: must be a non-empty list of numbers in [0, 1], got {cfg.matching.alphas}")
+    for run in cfg.sparse.runs:
+        if run not in SPARSE_RUNS:
+            fail(f"sparse.runs: unknown run {run!r}; choose from {', '.join(SPARSE_RUNS)}")
+    if len(set(cfg.rewind_points)) != len(cfg.rewind_points):
+        fail(f"rewind_points: duplicates in {cfg.rewind_points}")
+    for k in cfg.rewind_points:
+        # A rewind point needs A's and B's checkpoint at k and at least one sparse epoch after it.
+        if k < 0:
+            fail(f"rewind_points: rewind point {k} is negative")
+        if k > cfg.epochs or k > cfg.b_epochs or k >= cfg.total_sparse_epochs:
+            fail(f"rewind_points: rewind point {k} is past the end of training "
+                 f"(epochs={cfg.epochs}, model_b_epochs={cfg.b_epochs}, "
+                 f"sparse_epochs={cfg.total_sparse_epochs})")
+    rw = cfg.pruning.rewind_epoch
+    if rw is not None and not 0 <= rw < cfg.epochs:
+        fail(f"pruning.rewind_epoch: must be in [0, epochs={cfg.epochs}), got {rw}")
+    if isinstance(cfg.dataset_root, dict) and cfg.dataset not in cfg.dataset_root:
+        have = ", ".join(cfg.dataset_root) or "none"
+        fail(f"dataset_root: no entry for dataset {cfg.dataset!r} (has {have})")
+    if not (cfg.device in ("cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
+        fail(f"device: must be cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    if check_data and not cfg.download:
+        root = cfg.data_root
+        fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
+        if not root.exists() and not fallback:
+            fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
+
+
+def config_from_dict(raw: Any, *, check_data: bool = True) -> Config:
+    """Build and validate a Config from a parsed YAML mapping."""
+    cfg = _build(Config, raw, "")
+    _check(cfg, check_data=check_data)
+    return cfg
+
+
+def load_config(path: str | os.PathLike, *, check_data: bool = True) -> Config:
+    """Read and validate a YAML config; raises ConfigError with a one-line message.
+
+    Relative `dataset_root` and `save_path` stay relative to the working
+    directory (as the original code had them), after `~` and `$VAR` expansion.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config is empty")
+    return config_from_dict(raw, check_data=check_data)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text (what `config.yaml` in a run directory holds)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
