@@ -47,6 +47,7 @@ class TrainSpec:
     seed: int = 0  # data order and augmentation of every epoch derive from (seed, epoch)
     eval_every: int = 1  # test evaluation every N epochs, and always after the last
     save_epochs: tuple[int, ...] = field(default_factory=tuple)  # on_checkpoint after k epochs (0 = init)
+    tag: str = ""  # names the run, so a stale state file of another run is never resumed
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from data.info import DATASETS
+from utils.errors import UserError
 
 MODEL_TYPES = ("ResNet", "ResNet20", "VGG11", "ResNet50", "MLP")
 MATCHING_METHODS = ("activation", "weight")
@@ -29,7 +30,7 @@ SPARSE_RUNS = ("lth", "naive", "permuted", "random")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config or command line that cannot be run; the message is one line."""
 
 
@@ -269,6 +270,9 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"matching.method: must be one of {', '.join(MATCHING_METHODS)}, got {cfg.matching.method!r}")
     if not cfg.matching.alphas or any(not 0.0 <= a <= 1.0 for a in cfg.matching.alphas):
         fail(f"matching.alphas: must be a non-empty list of numbers in [0, 1], got {cfg.matching.alphas}")
+    if not {0.0, 0.5, 1.0} <= set(cfg.matching.alphas):
+        fail(f"matching.alphas: must include 0, 0.5 and 1 (the end points and the midpoint), "
+             f"got {cfg.matching.alphas}")
     for run in cfg.sparse.runs:
         if run not in SPARSE_RUNS:
             fail(f"sparse.runs: unknown run {run!r}; choose from {', '.join(SPARSE_RUNS)}")

@@ -1,0 +1,77 @@
+"""Everything a phase step needs: config, seed, device, data, paths, logging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from data import DataBundle, DatasetNotFound, build_data
+from models import build_model
+from training.device import prepare_model
+from training.loop import TrainSpec
+from training.metrics import MetricsLog
+from utils.checkpoint import load_tensors, save_tensors
+from utils.config import Config
+from utils.errors import UserError
+from utils.seeding import seed_everything
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    seed: int
+    device: torch.device
+    label: str  # names the run directory: the config's path, or "demo"
+    command: str  # how to rerun phase 1, quoted in messages
+    progress: bool | None = None
+    _data: DataBundle | None = field(default=None, repr=False)
+
+    @property
+    def save_path(self) -> Path:
+        return Path(self.cfg.save_path)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.save_path / "runs" / self.label / f"seed_{self.seed}"
+
+    @property
+    def data(self) -> DataBundle:
+        if self._data is None:
+            try:
+                self._data = build_data(
+                    self.cfg.dataset, self.cfg.data_root, batch_size=self.cfg.batch_size, device=self.device,
+                    download=self.cfg.download, num_workers=self.cfg.num_workers,
+                    train_subset=self.cfg.train_subset, test_subset=self.cfg.test_subset)
+            except DatasetNotFound as err:
+                raise UserError(str(err)) from None
+        return self._data
+
+    def new_model(self, init_seed: int) -> nn.Module:
+        """A freshly initialised model; the same ``init_seed`` gives the same weights."""
+        seed_everything(init_seed)
+        return prepare_model(build_model(self.cfg), self.device)
+
+    def load_model(self, path: Path) -> nn.Module:
+        model = self.new_model(0)
+        tensors, _ = load_tensors(path, device=self.device)
+        model.load_state_dict(tensors)
+        return model
+
+    def save_model(self, path: Path, model: nn.Module, meta: dict | None = None) -> None:
+        save_tensors(path, model.state_dict(), meta)
+
+    def metrics_for(self, artifact_dir: Path) -> MetricsLog:
+        return MetricsLog(artifact_dir / "metrics.jsonl")
+
+    def step_fn(self, model: nn.Module):
+        """The compiled forward when ``compile: true`` (CUDA pays it back; on CPU it rarely does)."""
+        return torch.compile(model) if self.cfg.compile else None
+
+    def dense_spec(self, epochs: int, data_seed: int, save_epochs: tuple[int, ...]) -> TrainSpec:
+        o = self.cfg.optimizer
+        return TrainSpec(epochs=epochs, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                         nesterov=o.nesterov, seed=data_seed, eval_every=self.cfg.eval_every,
+                         save_epochs=save_epochs)

@@ -1,0 +1,125 @@
+"""The run directory: config.yaml, results.json, metrics.jsonl, artifacts.json, printed tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from phases.context import RunContext
+from phases.dense import dense_artifact
+from phases.imp_step import imp_artifact
+from phases.keys import config_hash
+from phases.match_step import match_artifact
+from phases.sparse_step import sparse_artifact
+from training.metrics import read_metrics
+from utils.artifacts import Artifact
+from utils.atomic import atomic_write_json, atomic_write_text
+from utils.config import dump_config
+
+
+def _runs(ctx: RunContext) -> list[str]:
+    runs = list(ctx.cfg.sparse.runs)
+    if ctx.cfg.sparse.random_control and "random" not in runs:
+        runs.append("random")
+    return runs
+
+
+def used_artifacts(ctx: RunContext) -> dict[str, Artifact]:
+    arts = {"dense_A": dense_artifact(ctx, "A"), "dense_B": dense_artifact(ctx, "B"),
+            "imp": imp_artifact(ctx), "match": match_artifact(ctx)}
+    for k in ctx.cfg.rewind_points:
+        for run in _runs(ctx):
+            arts[f"sparse_{run}_k{k}"] = sparse_artifact(ctx, k, run)
+    return arts
+
+
+def collect_results(ctx: RunContext) -> dict[str, Any]:
+    """Every final number the completed artifacts of this config hold, in the documented shape."""
+    arts = used_artifacts(ctx)
+    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label}
+
+    def metrics(a: Artifact) -> dict[str, float]:
+        r = a.result()
+        return {"accuracy": r["accuracy"], "loss": r["loss"]}
+
+    dense = {}
+    for role in ("A", "B"):
+        if arts[f"dense_{role}"].complete:
+            dense[role] = metrics(arts[f"dense_{role}"])
+    if arts["match"].complete:
+        m = arts["match"].result()
+        dense["A_permuted"] = m["A_permuted"]
+        res["matching"] = {k: m[k] for k in ("method", "midpoint_accuracy_before", "midpoint_accuracy_after",
+                                             "test_loss_barrier_before", "test_loss_barrier_after",
+                                             "train_loss_barrier_before", "train_loss_barrier_after")}
+    res["dense"] = dense
+    if arts["imp"].complete:
+        r = arts["imp"].result()
+        res["imp"] = {"sparsity": r["sparsity"], "accuracy": r["accuracy"], "loss": r["loss"],
+                      "rounds": r["rounds"]}
+    sparse: dict[str, Any] = {}
+    for k in ctx.cfg.rewind_points:
+        for run in _runs(ctx):
+            a = arts[f"sparse_{run}_k{k}"]
+            if a.complete:
+                r = a.result()
+                sparse.setdefault(str(k), {})[run] = {"accuracy": r["accuracy"], "loss": r["loss"],
+                                                      "weight_sparsity": r["weight_sparsity"]}
+    res["sparse"] = sparse
+    res["artifacts"] = {name: str(a.dir) for name, a in arts.items() if a.complete}
+    return res
+
+
+def write_run_dir(ctx: RunContext) -> dict[str, Any]:
+    """(Re)write the run directory from the artifacts; cheap, so done after every step."""
+    run_dir = ctx.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(ctx.cfg))
+    results = collect_results(ctx)
+    atomic_write_json(run_dir / "results.json", results)
+    lines = []
+    for art in used_artifacts(ctx).values():
+        path = art.path("metrics.jsonl")
+        if path.exists():
+            lines.extend({**rec, "artifact": art.name} for rec in read_metrics(path))
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in lines))
+    return results
+
+
+def _fmt(entry: dict[str, float] | None) -> str:
+    return f"{entry['accuracy']:6.2f}%" if entry else "      -"
+
+
+def phase1_table(results: dict[str, Any]) -> str:
+    d, imp, m = results.get("dense", {}), results.get("imp"), results.get("matching")
+    rows = [
+        ("dense A", _fmt(d.get("A"))),
+        ("dense B", _fmt(d.get("B"))),
+        ("pi(A) (must equal A)", _fmt(d.get("A_permuted"))),
+    ]
+    if imp:
+        rows.append((f"IMP A at {100 * imp['sparsity']:.2f}% sparsity ({imp['rounds']} rounds)", _fmt(imp)))
+    if m:
+        rows.append((f"midpoint A-B before matching ({m['method']})", f"{m['midpoint_accuracy_before']:6.2f}%"))
+        rows.append((f"midpoint pi(A)-B after matching ({m['method']})", f"{m['midpoint_accuracy_after']:6.2f}%"))
+        rows.append(("test loss barrier before / after",
+                     f"{m['test_loss_barrier_before']:.3f} / {m['test_loss_barrier_after']:.3f}"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(["Phase 1 (test accuracy)"] + [f"  {name:<{width}}  {val}" for name, val in rows])
+
+
+def phase2_table(results: dict[str, Any], runs: list[str]) -> str:
+    sparse = results.get("sparse", {})
+    if not sparse:
+        return "Phase 2: no sparse runs finished yet"
+    head = "  k    " + "".join(f"{r:>10s}" for r in runs)
+    if "naive" in runs and "permuted" in runs:
+        head += "  perm-naive"
+    lines = ["Phase 2 (test accuracy %, sparse training from rewind point k)", head]
+    for k in sorted(sparse, key=int):
+        row = sparse[k]
+        line = f"  {k:<5s}" + "".join(f"{row[r]['accuracy']:10.2f}" if r in row else f"{'-':>10s}" for r in runs)
+        if "naive" in row and "permuted" in row:
+            line += f"  {row['permuted']['accuracy'] - row['naive']['accuracy']:+10.2f}"
+        lines.append(line)
+    return "\n".join(lines)

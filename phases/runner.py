@@ -1,0 +1,115 @@
+"""Dispatch: phase 1, phase 2 (one or all rewind points), or both, for a config or the demo."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from phases.context import RunContext
+from phases.demo import DEMO_CONFIG
+from phases.dense import ensure_dense
+from phases.imp_step import ensure_imp
+from phases.keys import PHASE2_ONLY, science_config
+from phases.match_step import ensure_matching
+from phases.results import _runs, phase1_table, phase2_table, used_artifacts, write_run_dir
+from phases.sparse_step import ensure_sparse
+from training.device import resolve_device
+from utils.cli import Args, CLIError
+from utils.config import Config, config_from_dict, load_config
+from utils.errors import UserError
+from utils.hashing import differing_keys
+
+
+def run_label(config_path: str | None) -> str:
+    """Run directories are named by the config's path (relative to the working directory when inside it)."""
+    if config_path is None:
+        return "demo"
+    path = Path(config_path).resolve()
+    try:
+        rel = path.relative_to(Path.cwd())
+    except ValueError:
+        rel = Path(path.name)
+    return str(rel.with_suffix("")).replace("/", "__")
+
+
+def load_with_overrides(args: Args) -> Config:
+    if args.config is None:
+        raw = dict(DEMO_CONFIG)
+    else:
+        cfg = load_config(args.config, check_data=False)  # key and type errors first, naming the file's keys
+        raw = cfg.to_dict()
+    if args.device:
+        raw["device"] = args.device
+    if args.save_path:
+        raw["save_path"] = args.save_path
+    return config_from_dict(raw)
+
+
+def phase1(ctx: RunContext) -> None:
+    began = time.perf_counter()
+    steps = [lambda: ensure_dense(ctx, "A"), lambda: ensure_imp(ctx), lambda: ensure_dense(ctx, "B"),
+             lambda: ensure_matching(ctx)]
+    for step in steps:
+        step()
+        write_run_dir(ctx)  # results so far survive a kill between steps
+    results = write_run_dir(ctx)
+    print(phase1_table(results))
+    print(f"phase 1 done in {time.perf_counter() - began:.0f} s; run directory {ctx.run_dir}")
+
+
+def check_phase1(ctx: RunContext) -> None:
+    """Refuse to run phase 2 on missing phase-1 artifacts, or on ones made by a different config."""
+    arts = used_artifacts(ctx)
+    missing = [n for n in ("dense_A", "dense_B", "imp", "match") if not arts[n].complete]
+    if not missing:
+        return
+    recorded = ctx.run_dir / "config.yaml"
+    if recorded.exists():
+        old = config_from_dict(yaml.safe_load(recorded.read_text()), check_data=False)
+        diff = [k for k in differing_keys(science_config(old), science_config(ctx.cfg))
+                if not k.startswith(PHASE2_ONLY)]
+        if diff:
+            shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
+            raise UserError(f"the phase-1 artifacts in {ctx.run_dir} were made by a different config "
+                            f"(differs in: {shown}); rerun phase 1 for this config: {ctx.command}")
+    raise UserError(f"phase-1 artifacts missing for this config ({', '.join(missing)}); make them first with: "
+                    f"{ctx.command}")
+
+
+def phase2(ctx: RunContext, rewinds: list[int]) -> None:
+    check_phase1(ctx)
+    began = time.perf_counter()
+    for k in rewinds:
+        for run in _runs(ctx):
+            ensure_sparse(ctx, k, run)
+            write_run_dir(ctx)
+    results = write_run_dir(ctx)
+    print(phase2_table(results, _runs(ctx)))
+    print(f"phase 2 done in {time.perf_counter() - began:.0f} s; results in {ctx.run_dir / 'results.json'}")
+
+
+def run_from_args(args: Args) -> int:
+    if args.print_demo_config:
+        print(yaml.safe_dump(DEMO_CONFIG, sort_keys=False), end="")
+        return 0
+    cfg = load_with_overrides(args)
+    cfg.seed = args.seed
+    if args.rewind is not None and args.rewind not in cfg.rewind_points:
+        raise CLIError(f"--rewind {args.rewind} is not one of the config's rewind_points {cfg.rewind_points}")
+    config_arg = f" -config {shlex.quote(args.config)}" if args.config else ""
+    command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
+    ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
+                     command=command, progress=args.progress)
+    torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
+    what = "demo" if args.config is None else args.config
+    print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, save_path {cfg.save_path}")
+    if args.pretrain in (None, True):
+        phase1(ctx)
+    if args.pretrain in (None, False):
+        rewinds = [args.rewind] if args.rewind is not None else list(cfg.rewind_points)
+        phase2(ctx, rewinds)
+    return 0

@@ -1,0 +1,92 @@
+"""Iterative magnitude pruning (IMP-FT as in the paper's code).
+
+Each round removes ``prune_perc`` of the remaining weights (the last round
+shrunk so the target is not overshot), then hands the model to ``finetune``;
+rounds stop once the sparsity is within ``tolerance`` of the target. Training
+is injected, so this module knows nothing of optimizers or data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from pruning.magnitude import prune_global_magnitude
+from pruning.masks import Masks, full_masks, layer_sparsity, sparsity
+
+
+@dataclass
+class ImpRound:
+    round: int  # 1-based
+    amount: float  # fraction of the remaining weights removed this round
+    sparsity: float
+    accuracy: float
+    loss: float
+    layer_sparsity: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def next_amount(current: float, target: float, prune_perc: float) -> float:
+    """The fraction of remaining weights to remove now: ``prune_perc``, capped at the target."""
+    if current >= target:
+        return 0.0
+    return min(prune_perc, (target - current) / (1.0 - current))
+
+
+def reached(current: float, target: float, tolerance: float) -> bool:
+    return current >= target - tolerance
+
+
+def planned_rounds(target: float, prune_perc: float, tolerance: float, max_rounds: int) -> int:
+    """Rounds IMP will run (computed from the schedule alone, ignoring rounding to whole weights)."""
+    s, rounds = 0.0, 0
+    while rounds < max_rounds and not reached(s, target, tolerance):
+        s = s + (1.0 - s) * next_amount(s, target, prune_perc)
+        rounds += 1
+    return rounds
+
+
+def iterative_magnitude_pruning(
+    model: nn.Module,
+    prunable: list[str],
+    *,
+    target: float,
+    prune_perc: float,
+    tolerance: float,
+    max_rounds: int,
+    finetune: Callable[[int, Masks], dict[str, float]],
+    masks: Masks | None = None,
+    start_round: int = 0,
+    on_round: Callable[[ImpRound, Masks], None] | None = None,
+) -> Masks:
+    """Prune ``model`` in place; returns the final masks.
+
+    ``finetune(round, masks)`` trains the masked model and returns its test
+    ``{"accuracy", "loss"}``. ``on_round`` is called after each completed round
+    (to persist it); ``masks``/``start_round`` resume from such a record.
+    """
+    params = dict(model.named_parameters())
+    missing = [n for n in prunable if n not in params]
+    if missing:
+        raise KeyError(f"prunable parameters not in the model: {missing}")
+    if masks is None:
+        masks = full_masks({n: params[n].detach() for n in prunable})
+    rnd = start_round
+    while rnd < max_rounds and not reached(sparsity(masks), target, tolerance):
+        amount = next_amount(sparsity(masks), target, prune_perc)
+        masks = prune_global_magnitude({n: params[n].detach() for n in prunable}, masks, amount)
+        with torch.no_grad():
+            for n in prunable:
+                params[n].mul_(masks[n].to(params[n].dtype))
+        rnd += 1
+        metrics = finetune(rnd, masks)
+        record = ImpRound(round=rnd, amount=amount, sparsity=sparsity(masks), accuracy=metrics["accuracy"],
+                          loss=metrics["loss"], layer_sparsity=layer_sparsity(masks))
+        if on_round:
+            on_round(record, masks)
+    return masks

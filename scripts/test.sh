@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (venv, requirements, Fashion-MNIST) if needed, then run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --data
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,97 @@
+"""The command line, compatible with the original research code.
+
+    python experiment.py -config FILE -seed N -pretrain True             # phase 1
+    python experiment.py -config FILE -seed N -pretrain False --rewind K  # phase 2
+    python experiment.py -config FILE -seed N                             # both phases
+    python experiment.py                                                  # the embedded demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+from utils.errors import UserError
+
+
+class CLIError(UserError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        raise CLIError(f"{message} (see `python experiment.py -h`)")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "y", "t"):
+        return True
+    if value in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+@dataclass
+class Args:
+    config: str | None
+    seed: int
+    pretrain: bool | None  # None: both phases
+    rewind: int | None
+    device: str | None
+    save_path: str | None
+    progress: bool | None
+    print_demo_config: bool
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="experiment.py",
+        description="Sparse training from random initialization: train dense A and B, prune A with IMP, "
+        "match A to B, then train LTH / naive / permuted sparse networks from rewind points. "
+        "With no arguments, runs the embedded demo (MLP on Fashion-MNIST, both phases, on CPU).",
+        epilog="Examples:\n"
+        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0 -pretrain True\n"
+        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0 -pretrain False --rewind 20\n"
+        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0   # both phases, all rewinds\n"
+        "  python experiment.py -seed 1                                         # the demo, seed 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-config", "--config", metavar="FILE", help="YAML config (omit to run the embedded demo)")
+    p.add_argument("-seed", "--seed", type=_nonneg_int, default=0, metavar="N", help="run seed (default 0)")
+    p.add_argument("-pretrain", "--pretrain", type=_bool, default=None, metavar="True|False",
+                   help="True: phase 1 (dense A and B, IMP, matching); False: phase 2 (sparse training). "
+                   "Omit to run both.")
+    p.add_argument("-rewind", "--rewind", type=_nonneg_int, default=None, metavar="K",
+                   help="phase 2 only: the rewind epoch (one of the config's rewind_points; default all)")
+    p.add_argument("-device", "--device", default=None, help="override the config's device (cpu, cuda, cuda:1)")
+    p.add_argument("-save_path", "--save-path", "--save_path", dest="save_path", default=None, metavar="DIR",
+                   help="override the config's save_path (where artifacts and run directories go)")
+    bars = p.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                      help="always show progress bars (default: only on a terminal)")
+    bars.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                      help="never show progress bars")
+    p.add_argument("--print-demo-config", action="store_true",
+                   help="print the embedded demo's config as YAML (a starting point for your own) and exit")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    ns = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if ns.rewind is not None and ns.pretrain is True:
+        raise CLIError("--rewind belongs to phase 2: use it with -pretrain False")
+    return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
+                save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config)
