@@ -1,0 +1,43 @@
+"""Permutation specs and their generic application (import-light: torch only)."""
+
+from matching.activation_matching import activation_matching
+from matching.check import SpecError, check_spec
+from matching.interpolation import (
+    interpolate_state,
+    interpolation_curve,
+    loss_barrier,
+    midpoint_accuracy,
+    reset_bn_stats,
+)
+from matching.permute import (
+    compose,
+    group_sizes,
+    identity_permutations,
+    invert,
+    permute,
+    random_permutations,
+)
+from matching.spec import PermutationSpec
+from matching.weight_matching import match_weights, weight_matching, weight_matching_objective
+
+__all__ = [
+    "PermutationSpec",
+    "SpecError",
+    "check_spec",
+    "compose",
+    "group_sizes",
+    "identity_permutations",
+    "invert",
+    "permute",
+    "random_permutations",
+    "activation_matching",
+    "interpolate_state",
+    "interpolation_curve",
+    "loss_barrier",
+    "match_weights",
+    "midpoint_accuracy",
+    "reset_bn_stats",
+    "weight_matching",
+    "weight_matching_objective",
+]
+

@@ -35,7 +35,7 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        return self.save_path / "runs" / self.label / f"seed_{self.seed}"
+        return self.save_path / self.label / f"seed_{self.seed}"
 
     @property
     def data(self) -> DataBundle:

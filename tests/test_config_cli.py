@@ -1,0 +1,211 @@
+"""Malformed configs and argument lists: each exits non-zero with one clear line and writes nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+import experiment
+from utils.config import ConfigError, config_from_dict, load_config
+
+VALID = {
+    "model_type": "MLP", "mlp_hidden": [16], "dataset": "fashion-mnist", "dataset_root": "nowhere-ok",
+    "epochs": 4, "sparse_epochs": 4, "batch_size": 64, "device": "cpu", "rewind_points": [0, 1],
+    "save_path": "runs", "train_subset": 256, "test_subset": 128,
+    "optimizer": {"lr": 0.05, "sparse_lr": 0.05},
+    "pruning": {"sparsity": 0.5, "train_epochs_per_prune": 1},
+    "matching": {"method": "weight"},
+}
+
+
+def with_(path: str, value) -> dict:
+    """VALID with the dotted key ``path`` set to ``value`` (a copy)."""
+    cfg = yaml.safe_load(yaml.safe_dump(VALID))
+    node = cfg
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return cfg
+
+
+BAD_CONFIGS = [
+    (with_("epoch", 3), "unknown config key 'epoch'; did you mean 'epochs'"),
+    (with_("optimizer.lrr", 0.1), "unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'"),
+    (with_("pruning.sparsty", 0.9), "did you mean 'pruning.sparsity'"),
+    (with_("epochs", "ten"), "epochs: expected an integer"),
+    (with_("pruning.sparsity", 1.5), "pruning.sparsity: must be strictly between 0 and 1"),
+    (with_("pruning.sparsity", 0), "pruning.sparsity: must be strictly between 0 and 1"),
+    (with_("pruning.sparsity", 90), "pruning.sparsity: must be strictly between 0 and 1"),
+    (with_("rewind_points", [0, 9]), "rewind point 9 is past the end of training"),
+    ({**with_("dataset", "cifar10"), "dataset_root": "no/such/dir"}, "dataset_root: 'no/such/dir' does not exist"),
+    (with_("model_type", "ResNet18"), "model_type: unknown model 'ResNet18'"),
+    (with_("dataset", "cifar-10"), "did you mean 'cifar10'"),
+    (with_("batch_size", 0), "batch_size: must be positive"),
+    (with_("optimizer.lr", -0.1), "optimizer.lr: must be positive"),
+    (with_("matching.method", "hungarian"), "matching.method: must be one of activation, weight"),
+    (with_("optimizer", "sgd"), "optimizer: expected a mapping"),
+    (with_("width_multiplier", 1.5), "width_multiplier: expected an integer"),
+    (with_("optimizer.momentum", 1.5), "optimizer.momentum: must be in [0, 1)"),
+    (with_("rewind_points", [1, 1]), "rewind_points: duplicates"),
+    (with_("matching.alphas", [0.0, 1.0]), "matching.alphas: must include 0, 0.5 and 1"),
+    (with_("device", "tpu"), "device: must be cpu, cuda"),
+    (with_("pruning.rewind_epoch", 10), "pruning.rewind_epoch: must be in [0, epochs=4)"),
+    (with_("sparse.runs", ["lth", "lucky"]), "sparse.runs: unknown run 'lucky'"),
+    (with_("mlp_hidden", [16, 0]), "mlp_hidden: must be a non-empty list of positive widths"),
+    (with_("optimizer.type", "Adam"), "optimizer.type: only SGD is supported"),
+    (with_("train_subset", -5), "train_subset: must be positive"),
+    (with_("dataset_root", {"cifar10": "x"}), "dataset_root: no entry for dataset 'fashion-mnist'"),
+]
+
+BAD_FILES = [
+    ("model_type: MLP\nepochs: [3\n", "not valid YAML at line"),
+    ("", "the config is empty"),
+    ("- a\n- b\n", "config: expected a mapping of keys"),
+]
+
+BAD_ARGS = [
+    (["-pretrain", "maybe"], "expected True or False, got 'maybe'"),
+    (["-seed", "-1"], "expected a non-negative integer"),
+    (["-seed", "abc"], "expected a non-negative integer, got 'abc'"),
+    (["-pretrain", "True", "--rewind", "1"], "--rewind belongs to phase 2"),
+    (["-pretrain", "False", "--rewind", "3"], "--rewind 3 is not one of the config's rewind_points [0, 1]"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["-pretrain", "false"], "phase-1 artifacts missing for this config"),
+    (["-config", "does/not/exist.yaml"], "config file 'does/not/exist.yaml' not found"),
+]
+
+
+def run_cli(tmp_path: Path, argv: list[str], capsys) -> tuple[int, str]:
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        code = experiment.main(argv)
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
+def assert_one_clear_line(code: int, err: str, expected: str) -> None:
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0], lines[0]
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(("raw", "expected"), BAD_CONFIGS, ids=[e for _, e in BAD_CONFIGS])
+def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, raw, expected):
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    before = files_under(tmp_path)
+    code, err = run_cli(tmp_path, ["-config", "cfg.yaml", "-seed", "0", "-pretrain", "True"], capsys)
+    assert_one_clear_line(code, err, expected)
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_FILES, ids=[e for _, e in BAD_FILES])
+def test_bad_file_is_one_line(tmp_path, capsys, text, expected):
+    (tmp_path / "cfg.yaml").write_text(text)
+    code, err = run_cli(tmp_path, ["-config", "cfg.yaml"], capsys)
+    assert_one_clear_line(code, err, expected)
+    assert files_under(tmp_path) == {"cfg.yaml"}
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_ARGS, ids=[e for _, e in BAD_ARGS])
+def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, capsys, argv, expected):
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(VALID))
+    if "-config" not in argv:
+        argv = ["-config", "cfg.yaml", *argv]
+    code, err = run_cli(tmp_path, argv, capsys)
+    assert_one_clear_line(code, err, expected)
+    assert files_under(tmp_path) == {"cfg.yaml"}
+
+
+def test_valid_config_round_trips_and_defaults(tmp_path):
+    cfg = config_from_dict(VALID)
+    assert cfg.b_epochs == 4 and cfg.total_sparse_epochs == 4
+    assert cfg.pruning.momentum == 0.0 and cfg.pruning.weight_decay == 0.0  # the paper's plain-SGD IMP
+    assert cfg.matching.method == "weight"
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg
+
+
+def test_original_config_keys_keep_their_meaning(tmp_path):
+    """A config in the original code's exact shape (dataset_root a per-dataset mapping) loads."""
+    root = tmp_path / "c10"
+    root.mkdir()
+    text = f"""
+model_type: ResNet
+epochs: 200
+batch_size: 128
+model_b_epochs: 200
+sparse_epochs: 200
+num_workers: 8
+init_weights: False
+project: p
+entity: e
+dataset: cifar10
+dataset_root:
+  cifar10: {root}
+  cifar100: /scratch/cifar100
+optimizer: {{type: SGD, sparse_lr: 0.02, lr: 0.08, momentum: 0.9, weight_decay: 0.0005}}
+pruning: {{sparsity: 0.90, prune_perc: 0.2, prune_epochs: 5000, prune_lr: 0.01, train_epochs_per_prune: 50,
+  tolerance_vgg11: 0.0000005, tolerance_resnet20: 0.005}}
+device: cuda
+width_multiplier: 1
+save_path: /scratch/resnet/
+"""
+    (tmp_path / "orig.yaml").write_text(text)
+    cfg = load_config(tmp_path / "orig.yaml")
+    assert cfg.data_root == root
+    assert cfg.pruning.tolerance_for("ResNet") == 0.005
+    assert cfg.pruning.tolerance_for("VGG11") == 5e-7
+    assert cfg.optimizer.weight_decay == 5e-4
+
+
+def test_scientific_notation_strings_are_numbers():
+    # YAML 1.1 reads 5e-4 (no dot) as a string; users write it all the time.
+    raw = with_("optimizer.weight_decay", "5e-4")
+    assert config_from_dict(raw).optimizer.weight_decay == 5e-4
+
+
+def test_config_error_is_value_error():
+    with pytest.raises(ValueError):
+        config_from_dict(with_("epochs", -1))
+    with pytest.raises(ConfigError, match="epochs: must be positive"):
+        config_from_dict(with_("epochs", -1))
+
+
+def test_help_documents_the_cli(capsys):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["-h"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("-config", "-seed", "-pretrain", "--rewind", "--no-progress", "demo"):
+        assert flag in out
+
+
+def test_pretrain_accepts_any_case(tmp_path, capsys):
+    from utils.cli import parse_args
+
+    for text, value in (("True", True), ("true", True), ("TRUE", True), ("False", False), ("fAlSe", False)):
+        assert parse_args(["-pretrain", text]).pretrain is value
+    assert parse_args(["--config", "x.yaml", "--seed", "3"]).seed == 3
+    assert parse_args([]).pretrain is None
+
+
+@pytest.mark.parametrize("folder", ["configs", "configs_cifar100"])
+def test_every_shipped_config_loads_and_validates(folder):
+    files = sorted(Path(folder).glob("*.yaml"))
+    assert len(files) >= 16
+    for f in files:
+        cfg = load_config(f, check_data=False)
+        assert 0 < cfg.pruning.sparsity < 1
+        assert not Path(cfg.save_path).is_absolute() and not Path(str(cfg.dataset_root)).is_absolute()
