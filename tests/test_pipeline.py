@@ -1,0 +1,175 @@
+"""Both phases end to end on a tiny schedule: artifacts, results.json, resume, refusal, sharing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import experiment
+from pruning.masks import weight_sparsity
+from utils.checkpoint import load_tensors
+
+
+def tiny_config(root: Path, save: Path, **over) -> dict:
+    cfg = {
+        "model_type": "MLP", "mlp_hidden": [48, 48], "dataset": "cifar10", "dataset_root": str(root),
+        "train_subset": 512, "test_subset": 256, "epochs": 3, "sparse_epochs": 3, "batch_size": 64,
+        "device": "cpu", "rewind_points": [0, 1], "save_path": str(save), "eval_every": 1,
+        "optimizer": {"lr": 0.05, "sparse_lr": 0.05},
+        "pruning": {"sparsity": 0.6, "prune_perc": 0.3, "train_epochs_per_prune": 1, "prune_lr": 0.02},
+        "matching": {"method": "activation", "num_batches": 4, "interpolation_batches": 2},
+        "sparse": {"random_control": True},
+    }
+    for key, value in over.items():
+        node = cfg
+        *parents, last = key.split("__")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def run(tmp_path: Path, cfg: dict, *args: str, name: str = "cfg.yaml") -> int:
+    (tmp_path / name).write_text(yaml.safe_dump(cfg))
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        return experiment.main(["-config", name, "-seed", "0", "--no-progress", *args])
+    finally:
+        os.chdir(old)
+
+
+def artifacts(save: Path, kind: str) -> list[Path]:
+    return sorted(p for p in (save / "artifacts").glob(f"{kind}-*"))
+
+
+def test_both_phases_end_to_end(tmp_path, fake_cifar10, capsys):
+    save = tmp_path / "runs"
+    cfg = tiny_config(fake_cifar10, save)
+    assert run(tmp_path, cfg, "-pretrain", "True") == 0
+    out = capsys.readouterr().out
+    assert "Phase 1" in out and "pi(A)" in out
+    run_dir = save / "cfg" / "seed_0"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["sparse"] == {}
+    for k in (1, 0):
+        assert run(tmp_path, cfg, "-pretrain", "False", "--rewind", str(k)) == 0
+    assert "Phase 2" in capsys.readouterr().out
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert isinstance(results["config_hash"], str) and results["seed"] == 0
+    for who in ("A", "B", "A_permuted"):
+        assert set(results["dense"][who]) >= {"accuracy", "loss"}
+    # pi(A) is A with its units reordered: same function, same accuracy.
+    assert results["dense"]["A_permuted"]["accuracy"] == pytest.approx(results["dense"]["A"]["accuracy"], abs=1e-6)
+    imp = results["imp"]
+    assert abs(imp["sparsity"] - 0.6) <= 0.005 and imp["rounds"] >= 2 and 0 <= imp["accuracy"] <= 100
+    m = results["matching"]
+    assert m["method"] == "activation"
+    assert 0 <= m["midpoint_accuracy_before"] <= 100 and 0 <= m["midpoint_accuracy_after"] <= 100
+    assert set(results["sparse"]) == {"0", "1"}
+    for k in ("0", "1"):
+        assert set(results["sparse"][k]) == {"lth", "naive", "permuted", "random"}
+        for entry in results["sparse"][k].values():
+            assert 0 <= entry["accuracy"] <= 100 and entry["loss"] > 0
+
+    # The run directory holds what DESIGN §3.3 lists.
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["pruning"]["sparsity"] == 0.6
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    runs = {r["run"] for r in records}
+    assert {"dense_A", "dense_B", "imp_round_1", "sparse_lth_k0", "sparse_permuted_k1"} <= runs
+    match_dir = artifacts(save, "match")[0]
+    perm, meta = load_tensors(match_dir / "permutation.safetensors")
+    assert set(perm) == {"hidden1", "hidden2"} and all(p.dtype == torch.int64 for p in perm.values())
+    for p in perm.values():
+        assert torch.equal(p.sort().values, torch.arange(48))
+
+    # Masked weights are exactly zero in every saved sparse checkpoint, at the IMP sparsity.
+    imp_dir = artifacts(save, "imp")[0]
+    mask_a, _ = load_tensors(imp_dir / "mask.safetensors")
+    mask_p, _ = load_tensors(match_dir / "mask_a_permuted.safetensors")
+    sparse_dirs = artifacts(save, "sparse")
+    assert len(sparse_dirs) == 8
+    for d in sparse_dirs:
+        res = json.loads((d / "result.json").read_text())
+        weights, _ = load_tensors(d / "final.safetensors")
+        mask = mask_p if res["run"] == "permuted" else mask_a
+        if res["run"] != "random":
+            for name, keep in mask.items():
+                assert torch.all(weights[name][~keep.bool()] == 0), (d, name)
+        assert weight_sparsity(weights, list(mask)) == pytest.approx(imp["sparsity"], abs=1e-3)
+        assert not (d / "train_state.safetensors").exists()
+
+
+def test_resume_after_a_kill_between_steps_and_refusal_of_other_configs(tmp_path, fake_cifar10, monkeypatch,
+                                                                         capsys):
+    save = tmp_path / "runs"
+    cfg = tiny_config(fake_cifar10, save, sparse__random_control=False)
+    import phases.runner as runner
+
+    real = runner.ensure_matching
+
+    def killed(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "ensure_matching", killed)
+    assert run(tmp_path, cfg, "-pretrain", "True") == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    done = {p: p.stat().st_mtime_ns for kind in ("dense", "imp") for p in artifacts(save, kind)}
+    finals = {p: (p / "result.json").read_text() for p in done}
+    assert len(done) == 3  # A, B and the IMP mask survived the kill
+
+    # Phase 2 before phase 1 finished: refused, naming the command that makes the artifacts.
+    assert run(tmp_path, cfg, "-pretrain", "False", "--rewind", "1") == 2
+    err = capsys.readouterr().err
+    assert "phase-1 artifacts missing" in err and "-pretrain True" in err and "match" in err
+
+    monkeypatch.setattr(runner, "ensure_matching", real)
+    assert run(tmp_path, cfg, "-pretrain", "True") == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing") == 3  # dense A, IMP, dense B: nothing retrained
+    for p, text in finals.items():
+        assert (p / "result.json").read_text() == text
+
+    # Phase 2 with a config that differs from the one phase 1 ran with: refused, naming the key.
+    changed = tiny_config(fake_cifar10, save, sparse__random_control=False, optimizer__lr=0.07)
+    assert run(tmp_path, changed, "-pretrain", "False", "--rewind", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "different config" in err and "optimizer.lr" in err and "-pretrain True" in err
+    # Phase-2-only keys may differ: sparse settings do not invalidate phase 1.
+    relaxed = tiny_config(fake_cifar10, save, sparse__random_control=False, optimizer__sparse_lr=0.02)
+    assert run(tmp_path, relaxed, "-pretrain", "False", "--rewind", "1") == 0
+
+
+def test_configs_differing_only_in_sparsity_share_dense_models(tmp_path, fake_cifar10, capsys):
+    save = tmp_path / "runs"
+    assert run(tmp_path, tiny_config(fake_cifar10, save), "-pretrain", "True", name="s60.yaml") == 0
+    capsys.readouterr()
+    dense = {p: (p / "metrics.jsonl").read_text() for p in artifacts(save, "dense")}
+    assert len(dense) == 2
+    other = tiny_config(fake_cifar10, save, pruning__sparsity=0.8)
+    assert run(tmp_path, other, "-pretrain", "True", name="s80.yaml") == 0
+    out = capsys.readouterr().out
+    assert "[dense A] reusing" in out and "[dense B] reusing" in out
+    assert {p: (p / "metrics.jsonl").read_text() for p in artifacts(save, "dense")} == dense  # no dense epoch
+    assert len(artifacts(save, "imp")) == 2 and len(artifacts(save, "match")) == 2
+    r60 = json.loads((save / "s60" / "seed_0" / "results.json").read_text())
+    r80 = json.loads((save / "s80" / "seed_0" / "results.json").read_text())
+    assert r60["dense"]["A"] == r80["dense"]["A"]
+    assert abs(r80["imp"]["sparsity"] - 0.8) <= 0.005 and r80["imp"]["rounds"] > r60["imp"]["rounds"]
+
+
+def test_resnet20_phase1_with_weight_matching(tmp_path, fake_cifar10):
+    save = tmp_path / "runs"
+    cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=2, train_subset=256,
+                      test_subset=128, matching__method="weight", rewind_points=[0])
+    assert run(tmp_path, cfg, "-pretrain", "True") == 0
+    results = json.loads((save / "cfg" / "seed_0" / "results.json").read_text())
+    assert results["dense"]["A_permuted"]["accuracy"] == pytest.approx(results["dense"]["A"]["accuracy"], abs=0.5)
+    assert results["matching"]["method"] == "weight"
