@@ -35,6 +35,8 @@ _DEAD_REL_VAR = 1e-9
 # assignment: the whole tie-break can move the objective by at most ~2e-6.
 _TIE_BREAK = 1e-6
 _MAX_TIE_BREAK_PASSES = 10
+# Two correlations closer than this are a tie, to be broken by the weights.
+_TIE_GAP = 1e-9
 
 
 @dataclass(frozen=True)
@@ -223,10 +225,45 @@ def activation_matching(
             every = torch.ones(n, dtype=torch.bool)
             corr[g] = GroupCorrelation(torch.zeros(n, n, dtype=torch.float64), every, every)
             perms[g] = torch.arange(n)
-    need = [g for g in spec.groups if g in sizes and bool(corr[g].dead_a.any() or corr[g].dead_b.any())]
+    tied = {g: (_tied_units(corr[g], 1), _tied_units(corr[g], 0)) for g in sizes}
+    need = [g for g in spec.groups if g in tied and bool(tied[g][0].any() or tied[g][1].any())]
     if need:
-        _break_ties_by_weights(spec, sd_a, sd_b, keys, corr, perms, need)
+        _break_ties_by_weights(spec, sd_a, sd_b, keys, corr, tied, perms, need)
     return perms
+
+
+def _tied_units(c: GroupCorrelation, dim: int) -> torch.Tensor:
+    """Units (B's for ``dim=1``, rows; A's for ``dim=0``, columns) whose best match is not unique.
+
+    Dead units tie with everything. A live unit ties when its two best
+    correlations are within ``_TIE_GAP``: with few samples, two units that
+    fire on the same single sample correlate exactly alike.
+    """
+    dead = c.dead_b if dim == 1 else c.dead_a
+    if c.corr.shape[dim] < 2:
+        return dead.clone()
+    top = c.corr.topk(2, dim=dim).values
+    first, second = (top[:, 0], top[:, 1]) if dim == 1 else (top[0], top[1])
+    return dead | (first - second <= _TIE_GAP)
+
+
+def _resolve_rows(
+    score: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """Re-solve the assignment ``p`` only among ``rows``, the rows now holding ``cols``, and the
+    columns those rows hold; every other row keeps its column.
+
+    The weight term only touches tied rows and columns, and it is far smaller
+    than any real correlation gap, so the rest of the assignment has nothing
+    to gain from moving; this avoids a full ``n x n`` solve per tie-break.
+    """
+    inverse = torch.argsort(p)
+    sub_rows = torch.unique(torch.cat([rows, inverse[cols]]))
+    sub_cols = p[sub_rows]
+    local = solve_assignment(score[sub_rows][:, sub_cols])
+    out = p.clone()
+    out[sub_rows] = sub_cols[local]
+    return out
 
 
 def _break_ties_by_weights(
@@ -235,19 +272,22 @@ def _break_ties_by_weights(
     sd_b: Mapping[str, torch.Tensor],
     keys: list[str],
     corr: Mapping[str, GroupCorrelation],
+    tied: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     perms: dict[str, torch.Tensor],
     groups: list[str],
 ) -> None:
-    """Re-solve ``groups`` (those with dead units) with weight similarity added on dead rows and columns.
+    """Re-solve ``groups`` (those with tied units) with weight similarity added on tied rows and columns.
 
     Dead units have correlation 0 with everything, so among them the
-    assignment is a tie. The weight-matching score of their rows (dead B
-    units) and columns (dead A units), with the other groups permuted by the
-    current result, decides it; it is scaled so that all of it together moves
-    the objective by at most ``2 * _TIE_BREAK``, far below any real
-    correlation gap. Entries between two live units get no weight term.
-    Coordinate ascent over these groups, repeated while a group changes,
-    because the dead units of neighbouring groups refine each other.
+    assignment is a tie; live units can tie too (see :func:`_tied_units`).
+    The weight-matching score of the tied rows (B units) and columns (A
+    units), with the other groups permuted by the current result, decides
+    it; it is scaled so that all of it together moves the objective by at
+    most ``2 * _TIE_BREAK``, far below any real correlation gap. Entries
+    between two untied units get no weight term, which keeps the cost to a
+    few rows of a weight-matching step. Coordinate ascent over these groups,
+    repeated while a group changes, because the tied units of neighbouring
+    groups refine each other.
     """
     device = sd_a[keys[0]].device
     version = dict.fromkeys(perms, 0)
@@ -261,14 +301,14 @@ def _break_ties_by_weights(
                 continue
             solved_at[g] = inputs
             c = corr[g]
-            rows = torch.nonzero(c.dead_b).flatten().to(device)
-            cols = torch.nonzero(c.dead_a).flatten().to(device)
+            rows = torch.nonzero(tied[g][0]).flatten().to(device)
+            cols = torch.nonzero(tied[g][1]).flatten().to(device)
             on_device = {h: p.to(device) for h, p in perms.items()}
             w = weight_similarity(spec, g, sd_a, sd_b, on_device, keys, rows=rows, cols=cols).cpu()
             scale = w.abs().max()
             if scale > 0:
                 w = w * (_TIE_BREAK / (w.shape[0] * scale))
-            new = solve_assignment(c.corr.cpu() + w)
+            new = _resolve_rows(c.corr.cpu() + w, perms[g], rows.cpu(), cols.cpu())
             if not torch.equal(new, perms[g]):
                 perms[g] = new
                 version[g] += 1

@@ -76,7 +76,7 @@ def science_config(cfg: Config) -> dict[str, Any]:
     """The config without the keys that do not change results (paths, device, logging)."""
     d = cfg.to_dict()
     for k in ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity",
-              "download", "seed"):
+              "download", "seed", "threads"):
         d.pop(k, None)
     d["model_type"] = model_key(cfg)["model_type"]
     return d

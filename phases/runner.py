@@ -44,6 +44,8 @@ def load_with_overrides(args: Args) -> Config:
         raw = cfg.to_dict()
     if args.device:
         raw["device"] = args.device
+    if args.threads:
+        raw["threads"] = args.threads
     if args.save_path:
         raw["save_path"] = args.save_path
     return config_from_dict(raw)
@@ -104,6 +106,8 @@ def run_from_args(args: Args) -> int:
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
     ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
                      command=command, progress=args.progress)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, save_path {cfg.save_path}")

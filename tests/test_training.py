@@ -18,7 +18,7 @@ import torch
 from data import build_data
 from models import create
 from phases.context import RunContext
-from phases.dense import dense_artifact, ensure_dense
+from phases.dense import ensure_dense
 from training.loop import TrainSpec, train
 from training.metrics import MetricsLog, read_metrics
 from utils.config import config_from_dict

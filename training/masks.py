@@ -25,8 +25,9 @@ class MaskEnforcer:
         for name, p in zip(self.names, self.params, strict=True):
             if masks[name].shape != p.shape:
                 raise ValueError(f"mask {name} has shape {tuple(masks[name].shape)}, weight {tuple(p.shape)}")
-        self.factors = [masks[n].to(device=p.device, dtype=p.dtype) for n, p in zip(self.names, self.params,
-                                                                                     strict=True)]
+        # Factors take their weight's strides (e.g. channels_last), so the in-place products are
+        # plain elementwise loops rather than strided gathers.
+        self.factors = [torch.empty_like(p).copy_(masks[n]) for n, p in zip(self.names, self.params, strict=True)]
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:

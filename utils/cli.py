@@ -51,6 +51,7 @@ class Args:
     pretrain: bool | None  # None: both phases
     rewind: int | None
     device: str | None
+    threads: int | None
     save_path: str | None
     progress: bool | None
     print_demo_config: bool
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-rewind", "--rewind", type=_nonneg_int, default=None, metavar="K",
                    help="phase 2 only: the rewind epoch (one of the config's rewind_points; default all)")
     p.add_argument("-device", "--device", default=None, help="override the config's device (cpu, cuda, cuda:1)")
+    p.add_argument("-threads", "--threads", type=_nonneg_int, default=None, metavar="N",
+                   help="override the config's CPU thread count for PyTorch")
     p.add_argument("-save_path", "--save-path", "--save_path", dest="save_path", default=None, metavar="DIR",
                    help="override the config's save_path (where artifacts and run directories go)")
     bars = p.add_mutually_exclusive_group()
@@ -94,4 +97,5 @@ def parse_args(argv: list[str] | None = None) -> Args:
     if ns.rewind is not None and ns.pretrain is True:
         raise CLIError("--rewind belongs to phase 2: use it with -pretrain False")
     return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
+                threads=ns.threads,
                 save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config)

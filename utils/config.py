@@ -100,6 +100,7 @@ class Config:
     num_workers: int = 8
     device: str = "cuda"
     compile: bool = False
+    threads: int | None = None  # CPU threads for PyTorch; null keeps PyTorch's default (one per core)
     eval_every: int = 1
     rewind_points: list[int] = field(default_factory=lambda: [0, 5, 10, 15, 20, 25, 50, 75, 100])
     save_path: str = "runs"
@@ -241,6 +242,8 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"model_b_epochs: must be positive, got {cfg.model_b_epochs}")
     if cfg.sparse_epochs is not None and cfg.sparse_epochs <= 0:
         fail(f"sparse_epochs: must be positive, got {cfg.sparse_epochs}")
+    if cfg.threads is not None and cfg.threads <= 0:
+        fail(f"threads: must be positive (or null for PyTorch's default), got {cfg.threads}")
     if cfg.num_workers < 0:
         fail(f"num_workers: must be >= 0, got {cfg.num_workers}")
     for key in ("train_subset", "test_subset"):
