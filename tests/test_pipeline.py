@@ -173,3 +173,24 @@ def test_resnet20_phase1_with_weight_matching(tmp_path, fake_cifar10):
     results = json.loads((save / "cfg" / "seed_0" / "results.json").read_text())
     assert results["dense"]["A_permuted"]["accuracy"] == pytest.approx(results["dense"]["A"]["accuracy"], abs=0.5)
     assert results["matching"]["method"] == "weight"
+
+
+def test_imp_with_weight_rewinding(tmp_path, fake_cifar10):
+    save = tmp_path / "runs"
+    cfg = tiny_config(fake_cifar10, save, pruning__rewind_epoch=1, rewind_points=[0],
+                      sparse__random_control=False)
+    assert run(tmp_path, cfg, "-pretrain", "True") == 0
+    imp_dir = artifacts(save, "imp")[0]
+    history = json.loads((imp_dir / "result.json").read_text())["history"]
+    assert len(history) >= 2 and abs(history[-1]["sparsity"] - 0.6) <= 0.005
+    # Dense A kept the rewind epoch's checkpoint although it is not a phase-2 rewind point.
+    dense_a = [d for d in artifacts(save, "dense") if '"role": "A"' in (d / "manifest.json").read_text()][0]
+    assert (dense_a / "epoch_1.safetensors").exists()
+    # Each round restarted from A at epoch 1: the sparse model equals masked epoch-1 weights trained
+    # for one epoch, so it differs from the fine-tuned (non-rewound) variant's weights.
+    other = tiny_config(fake_cifar10, save, rewind_points=[0], sparse__random_control=False)
+    assert run(tmp_path, other, "-pretrain", "True", name="ft.yaml") == 0
+    a, _ = load_tensors(imp_dir / "model.safetensors")
+    b_dir = [d for d in artifacts(save, "imp") if d != imp_dir][0]
+    b, _ = load_tensors(b_dir / "model.safetensors")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
