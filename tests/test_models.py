@@ -20,14 +20,6 @@ SMALL = {  # (model_type, create kwargs, input shape) for cheap forward checks
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and does not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, tuple[nn.Module, torch.Tensor]]:

@@ -35,14 +35,6 @@ CASES = {  # (model_type, create kwargs, input shape)
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and does not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _trained_stats(model: nn.Module, x: torch.Tensor) -> nn.Module:
     """One train-mode forward so BatchNorm running statistics are not the constant init."""
