@@ -10,10 +10,13 @@ both models, one forward of A and one of B per batch, statistics accumulated in
 float64 (sums, sums of squares, and the A-by-B cross-product matrix).
 
 Units with zero variance on the data (dead ReLUs, a unit whose incoming weights
-are zero) carry no activation signal; their correlations are set to 0 and the
-ties they create are broken by the weights: a tiny multiple of the group's
-weight-matching score (other groups permuted by the activation result) is
-added, too small to move any assignment decided by a real correlation.
+are zero) carry no activation signal: their correlations are set to 0 (never
+NaN). The ties they create, and exact ties between live units (with little data,
+two units firing on the same single sample), are broken by the weights: on the
+rows and columns of tied units a tiny multiple of the group's weight-matching
+score (other groups permuted by the activation result) is added, too small to
+move any assignment decided by a real correlation. So a planted permutation is
+recovered exactly even where units are dead.
 """
 
 from __future__ import annotations

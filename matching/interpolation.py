@@ -139,9 +139,7 @@ def loss_barrier(curve: Sequence[Mapping[str, float]], key: str = "test_loss") -
     0, the barrier is never negative.
     """
     start, end = _at_alpha(curve, 0.0, key), _at_alpha(curve, 1.0, key)
-    return max(
-        float(p[key]) - ((1.0 - p["alpha"]) * start + p["alpha"] * end) for p in curve
-    )
+    return max(float(p[key]) - ((1.0 - p["alpha"]) * start + p["alpha"] * end) for p in curve)
 
 
 def midpoint_accuracy(curve: Sequence[Mapping[str, float]], key: str = "test_accuracy") -> float:

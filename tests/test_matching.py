@@ -224,7 +224,9 @@ def test_activation_matching_breaks_dead_unit_ties_by_weights(arch, weight_key, 
     batches = _inputs(arch)
     corr = collect_correlations(model_a, model_b, batches, spec)
     assert all(bool(torch.isfinite(c.corr).all()) for c in corr.values())
-    seen = [g for g, c in corr.items() if int(c.dead_a.sum()) >= len(dead) and int(c.dead_b.sum()) >= len(dead)]
+    seen = [
+        g for g, c in corr.items() if int(c.dead_a.sum()) >= len(dead) and int(c.dead_b.sum()) >= len(dead)
+    ]
     assert seen, "the dead units are not seen as dead"
     found = activation_matching(model_a, model_b, batches)
     _assert_recovers(spec, model_a, model_b, found, planted)
@@ -238,6 +240,34 @@ def test_dead_units_are_not_recovered_without_the_weight_tie_break(monkeypatch):
     monkeypatch.setattr(am_module, "_TIE_BREAK", 0.0)
     found = activation_matching(model_a, model_b, _inputs("mlp"))
     assert not torch.equal(found["hidden1"], planted["hidden1"])
+
+
+def test_activation_matching_breaks_ties_between_live_units_by_weights():
+    """Units 2k+1 are units 2k scaled by 2: their activations correlate exactly alike."""
+    model_a = _build("mlp", seed=32)
+    sd = model_a.state_dict()
+    with torch.no_grad():
+        for k in range(0, 12, 2):
+            sd["fc1.weight"][k + 1] = 2 * sd["fc1.weight"][k]
+            sd["fc1.bias"][k + 1] = 2 * sd["fc1.bias"][k]
+    model_b, planted = _planted(model_a, seed=33)
+    batches = _inputs("mlp")
+    corr = collect_correlations(model_a, model_b, batches, model_a.permutation_spec())["hidden1"].corr
+    row = int(torch.argsort(planted["hidden1"])[1])  # B's copy of A's unit 1
+    assert float(corr[row, 0]) == pytest.approx(float(corr[row, 1]), abs=1e-12)  # a real tie
+    _assert_recovers(
+        model_a.permutation_spec(), model_a, model_b, activation_matching(model_a, model_b, batches), planted
+    )
+
+
+def test_groups_without_activation_modules_are_matched_by_weights():
+    model_a = _build("mlp", seed=34)
+    model_b, planted = _planted(model_a, seed=35)
+    full = model_a.permutation_spec()
+    spec = PermutationSpec(axes=full.axes, activations={"hidden1": full.activations["hidden1"]})
+    _assert_recovers(
+        spec, model_a, model_b, activation_matching(model_a, model_b, _inputs("mlp"), spec=spec), planted
+    )
 
 
 def test_activation_matching_accepts_pairs_or_inputs_and_restores_modes():
