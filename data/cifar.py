@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.errors import DatasetNotFound, download_failure
-from data.info import dataset_info
+from data.errors import find_or_download
 from data.memory import Splits
 
 
@@ -99,18 +98,8 @@ def load_cifar(name: str, root: str | Path, download: bool = False) -> Splits:
     """
     root = Path(root).expanduser()
     layout = LAYOUTS[name]
-    folder = find_cifar(name, root)
-    failure: Exception | None = None
-    if folder is None and download:
-        try:
-            download_cifar(name, root)
-        except Exception as error:  # network, disk, checksum: all become the one clear error below
-            failure = error
-        folder = find_cifar(name, root)
-    if folder is None:
-        raise DatasetNotFound(
-            name, candidate_dirs(name, root), dataset_info(name).how_to_get, download_failure(failure)
-        ) from failure
+    folder = find_or_download(name, lambda: find_cifar(name, root), lambda: download_cifar(name, root),
+                              candidate_dirs(name, root), download)
     train_x, train_y = read_split(folder, layout.train_files, layout.label_key)
     test_x, test_y = read_split(folder, layout.test_files, layout.label_key)
     return Splits(train_x, train_y, test_x, test_y)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -38,3 +41,30 @@ class DatasetNotFound(FileNotFoundError):
 def download_failure(error: BaseException | None) -> str:
     """The detail DatasetNotFound gives for a failed download ("" when there was none)."""
     return "" if error is None else f"download failed: {type(error).__name__}: {error}"
+
+
+def find_or_download(
+    name: str,
+    find: Callable[[], T | None],
+    fetch: Callable[[], None],
+    looked_in: Iterable[str | Path],
+    download: bool,
+) -> T:
+    """``find()``'s answer; when it finds nothing and ``download`` is set, ``fetch()`` and look again.
+
+    Anything still missing (or a failed download: network, disk, checksum) becomes
+    one DatasetNotFound naming where we looked and how to get the data.
+    """
+    found = find()
+    failure: Exception | None = None
+    if found is None and download:
+        try:
+            fetch()
+        except Exception as error:
+            failure = error
+        found = find()
+    if found is None:
+        from data.info import dataset_info
+
+        raise DatasetNotFound(name, looked_in, dataset_info(name).how_to_get, download_failure(failure)) from failure
+    return found

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DatasetNotFound, download_failure
-from data.info import dataset_info
+from data.errors import find_or_download
 from data.memory import Splits
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -96,21 +95,13 @@ def read_labels(path: Path, count: int) -> torch.Tensor:
 def load_fashion_mnist(root: str | Path, download: bool = False) -> Splits:
     """Fashion-MNIST's 60000 training and 10000 test images as uint8 (N,1,28,28)."""
     root = Path(root).expanduser()
-    paths = find_fashion_mnist(root)
-    failure: Exception | None = None
-    if paths is None and download:
-        try:
-            from torchvision import datasets
 
-            datasets.FashionMNIST(str(root), train=True, download=True)
-        except Exception as error:  # network, disk, checksum: all become the one clear error below
-            failure = error
-        paths = find_fashion_mnist(root)
-    if paths is None:
-        info = dataset_info("fashion-mnist")
-        raise DatasetNotFound(
-            "fashion-mnist", candidate_dirs(root), info.how_to_get, download_failure(failure)
-        ) from failure
+    def fetch() -> None:
+        from torchvision import datasets
+
+        datasets.FashionMNIST(str(root), train=True, download=True)
+
+    paths = find_or_download("fashion-mnist", lambda: find_fashion_mnist(root), fetch, candidate_dirs(root), download)
     train_x = read_images(paths["train_x"])
     test_x = read_images(paths["test_x"])
     return Splits(

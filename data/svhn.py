@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DatasetNotFound, download_failure
-from data.info import dataset_info
+from data.errors import find_or_download
 from data.memory import Splits
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -44,22 +43,14 @@ def read_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def load_svhn(root: str | Path, download: bool = False) -> Splits:
     root = Path(root).expanduser()
-    folder = find_svhn(root)
-    failure: Exception | None = None
-    if folder is None and download:
-        try:
-            from torchvision import datasets
 
-            for split in FILES:
-                datasets.SVHN(str(root), split=split, download=True)
-        except Exception as error:  # network, disk, checksum: all become the one clear error below
-            failure = error
-        folder = find_svhn(root)
-    if folder is None:
-        info = dataset_info("svhn")
-        raise DatasetNotFound(
-            "svhn", candidate_dirs(root), info.how_to_get, download_failure(failure)
-        ) from failure
+    def fetch() -> None:
+        from torchvision import datasets
+
+        for split in FILES:
+            datasets.SVHN(str(root), split=split, download=True)
+
+    folder = find_or_download("svhn", lambda: find_svhn(root), fetch, candidate_dirs(root), download)
     train_x, train_y = read_mat(folder / FILES["train"])
     test_x, test_y = read_mat(folder / FILES["test"])
     return Splits(train_x, train_y, test_x, test_y)
