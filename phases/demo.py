@@ -11,6 +11,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "dataset_root": "datasets",  # Debian's /usr/share/datasets/fashion-mnist is used when this is absent
     "epochs": 8,
     "sparse_epochs": 8,
+    "sparse": {"random_control": True},  # a random mask of M_A's per-layer density, for scale
     "batch_size": 128,
     "num_workers": 0,
     "device": "cpu",

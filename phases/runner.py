@@ -17,7 +17,7 @@ from phases.keys import PHASE2_ONLY, science_config
 from phases.match_step import ensure_matching
 from phases.results import _runs, phase1_table, phase2_table, used_artifacts, write_run_dir
 from phases.sparse_step import ensure_sparse
-from training.device import resolve_device
+from training.device import resolve_device, set_cpu_threads
 from utils.cli import Args, CLIError
 from utils.config import Config, config_from_dict, load_config
 from utils.errors import UserError
@@ -106,8 +106,7 @@ def run_from_args(args: Args) -> int:
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
     ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
                      command=command, progress=args.progress)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    set_cpu_threads(cfg.threads, ctx.device)
     torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, save_path {cfg.save_path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import torch
@@ -39,3 +40,20 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type in ("cuda", "cpu") and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def set_cpu_threads(threads: int | None, device: torch.device) -> int:
+    """Set PyTorch's intra-op threads; returns the number used.
+
+    ``None`` on CPU means one thread per available core but one. Measured on a
+    2-core machine with one other busy process, an MLP epoch took 0.6-0.7 s per
+    100 batches on one thread against 4-19 s on two: intra-op threads that wait
+    for a core held by someone else stall every op. Leaving a core free costs
+    little when the machine is idle and avoids that cliff when it is not.
+    """
+    if threads is None:
+        if device.type != "cpu":
+            return torch.get_num_threads()
+        threads = max(1, len(os.sched_getaffinity(0)) - 1)
+    torch.set_num_threads(threads)
+    return threads

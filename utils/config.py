@@ -100,7 +100,7 @@ class Config:
     num_workers: int = 8
     device: str = "cuda"
     compile: bool = False
-    threads: int | None = None  # CPU threads for PyTorch; null keeps PyTorch's default (one per core)
+    threads: int | None = None  # CPU threads for PyTorch; null: one per core but one (see training/device.py)
     eval_every: int = 1
     rewind_points: list[int] = field(default_factory=lambda: [0, 5, 10, 15, 20, 25, 50, 75, 100])
     save_path: str = "runs"
