@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.device import autocast
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -32,7 +34,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     loss_sum = None
     count = 0
     for x, y in batches:
-        logits = model(x).float()
+        with autocast(x.device):
+            logits = model(x).float()
         batch_loss = F.cross_entropy(logits, y, reduction="sum")
         batch_correct = (logits.argmax(dim=1) == y).sum()
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
