@@ -9,8 +9,16 @@ from __future__ import annotations
 import sys
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from utils.errors import UserError
+
+    warnings.formatwarning = _one_line_warning
 
     try:
         from phases.runner import run_from_args

@@ -110,6 +110,9 @@ def run_from_args(args: Args) -> int:
     torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, save_path {cfg.save_path}")
+    if args.pretrain is False:
+        check_phase1(ctx)  # refuse before loading any data
+    print(f"data: {ctx.data!r}")  # loaded before any write: a missing dataset leaves nothing behind
     if args.pretrain in (None, True):
         phase1(ctx)
     if args.pretrain in (None, False):
