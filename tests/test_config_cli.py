@@ -209,3 +209,13 @@ def test_every_shipped_config_loads_and_validates(folder):
         cfg = load_config(f, check_data=False)
         assert 0 < cfg.pruning.sparsity < 1
         assert not Path(cfg.save_path).is_absolute() and not Path(str(cfg.dataset_root)).is_absolute()
+
+
+def test_missing_dataset_files_are_one_line_and_leave_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()  # the root exists, the CIFAR files do not
+    raw = {**with_("dataset", "cifar10"), "dataset_root": "empty"}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    code, err = run_cli(tmp_path, ["-config", "cfg.yaml", "-pretrain", "True"], capsys)
+    assert_one_clear_line(code, err, "dataset 'cifar10' not found; looked in: empty/cifar-10-batches-py")
+    assert "download: true" in err
+    assert files_under(tmp_path) == {"cfg.yaml", "empty"}
