@@ -47,6 +47,8 @@ class RunContext:
                     train_subset=self.cfg.train_subset, test_subset=self.cfg.test_subset)
             except DatasetNotFound as err:
                 raise UserError(str(err)) from None
+            except ValueError as err:  # e.g. a batch larger than the (sub)set, a malformed file
+                raise UserError(f"dataset {self.cfg.dataset!r}: {err}") from None
         return self._data
 
     def new_model(self, init_seed: int) -> nn.Module:
