@@ -133,7 +133,7 @@ def train(
             metrics.truncate_run(name, start)
     elif on_checkpoint and 0 in spec.save_epochs:
         on_checkpoint(0, model)
-    forward = step_fn or model
+    forward = step_fn if step_fn is not None else model  # a compiled module has no truth value
     final: EvalResult | None = None
     show = None if progress is None else not progress
     bar = tqdm(range(start, spec.epochs), desc=name, unit="ep", disable=show, initial=start,
