@@ -48,6 +48,13 @@ def imp_key(cfg: Config, seed: int) -> dict[str, Any]:
     }
 
 
+def imp_chain_key(cfg: Config, seed: int) -> dict[str, Any]:
+    """IMP's key without the target: the rounds of runs towards different targets are shared."""
+    key = imp_key(cfg, seed)
+    key["pruning"] = {k: v for k, v in key["pruning"].items() if k not in ("sparsity", "tolerance")}
+    return key
+
+
 def match_key(cfg: Config, seed: int) -> dict[str, Any]:
     m = cfg.matching
     matching: dict[str, Any] = {"method": m.method, "alphas": list(m.alphas),

@@ -42,13 +42,18 @@ def reached(current: float, target: float, tolerance: float) -> bool:
     return current >= target - tolerance
 
 
+def planned_amounts(target: float, prune_perc: float, tolerance: float, max_rounds: int) -> list[float]:
+    """The amount of every round IMP will run (from the schedule alone, ignoring rounding to whole weights)."""
+    s, amounts = 0.0, []
+    while len(amounts) < max_rounds and not reached(s, target, tolerance):
+        amounts.append(next_amount(s, target, prune_perc))
+        s = s + (1.0 - s) * amounts[-1]
+    return amounts
+
+
 def planned_rounds(target: float, prune_perc: float, tolerance: float, max_rounds: int) -> int:
-    """Rounds IMP will run (computed from the schedule alone, ignoring rounding to whole weights)."""
-    s, rounds = 0.0, 0
-    while rounds < max_rounds and not reached(s, target, tolerance):
-        s = s + (1.0 - s) * next_amount(s, target, prune_perc)
-        rounds += 1
-    return rounds
+    """Rounds IMP will run towards ``target``."""
+    return len(planned_amounts(target, prune_perc, tolerance, max_rounds))
 
 
 def iterative_magnitude_pruning(
@@ -63,12 +68,18 @@ def iterative_magnitude_pruning(
     masks: Masks | None = None,
     start_round: int = 0,
     on_round: Callable[[ImpRound, Masks], None] | None = None,
+    restore: Callable[[int, float], tuple[Masks, dict[str, float]] | None] | None = None,
 ) -> Masks:
     """Prune ``model`` in place; returns the final masks.
 
     ``finetune(round, masks)`` trains the masked model and returns its test
     ``{"accuracy", "loss"}``. ``on_round`` is called after each completed round
     (to persist it); ``masks``/``start_round`` resume from such a record.
+    ``restore(round, amount)`` may return a stored result of exactly this round
+    (having loaded its weights into the model): ``(masks, metrics)``; the round
+    is then neither pruned nor trained. A round is determined by the amounts of
+    all rounds up to it, so runs towards different targets share their common
+    first rounds (97 % repeats every round of 95 %).
     """
     params = dict(model.named_parameters())
     missing = [n for n in prunable if n not in params]
@@ -79,12 +90,16 @@ def iterative_magnitude_pruning(
     rnd = start_round
     while rnd < max_rounds and not reached(sparsity(masks), target, tolerance):
         amount = next_amount(sparsity(masks), target, prune_perc)
-        masks = prune_global_magnitude({n: params[n].detach() for n in prunable}, masks, amount)
-        with torch.no_grad():
-            for n in prunable:
-                params[n].mul_(masks[n].to(params[n].dtype))
         rnd += 1
-        metrics = finetune(rnd, masks)
+        stored = restore(rnd, amount) if restore else None
+        if stored is not None:
+            masks, metrics = stored
+        else:
+            masks = prune_global_magnitude({n: params[n].detach() for n in prunable}, masks, amount)
+            with torch.no_grad():
+                for n in prunable:
+                    params[n].mul_(masks[n].to(params[n].dtype))
+            metrics = finetune(rnd, masks)
         record = ImpRound(round=rnd, amount=amount, sparsity=sparsity(masks), accuracy=metrics["accuracy"],
                           loss=metrics["loss"], layer_sparsity=layer_sparsity(masks))
         if on_round:

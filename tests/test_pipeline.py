@@ -157,6 +157,11 @@ def test_configs_differing_only_in_sparsity_share_dense_models(tmp_path, fake_ci
     assert run(tmp_path, other, "-pretrain", "True", name="s80.yaml") == 0
     out = capsys.readouterr().out
     assert "[dense A] reusing" in out and "[dense B] reusing" in out
+    # IMP rounds are shared too: 30% per round gives 30%, 51% for both targets, then 60% caps its third round.
+    assert "[imp] round 1: reusing" in out and "[imp] round 2: reusing" in out
+    assert "[imp] round 3: reusing" not in out and "[imp] round 3: removed 30.0%" in out
+    metrics80 = [json.loads(line) for line in (save / "s80" / "seed_0" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["run"] for r in metrics80} >= {"imp_round_1", "imp_round_2", "imp_round_3", "imp_round_4"}
     assert {p: (p / "metrics.jsonl").read_text() for p in artifacts(save, "dense")} == dense  # no dense epoch
     assert len(artifacts(save, "imp")) == 2 and len(artifacts(save, "match")) == 2
     r60 = json.loads((save / "s60" / "seed_0" / "results.json").read_text())
@@ -194,3 +199,31 @@ def test_imp_with_weight_rewinding(tmp_path, fake_cifar10):
     b_dir = [d for d in artifacts(save, "imp") if d != imp_dir][0]
     b, _ = load_tensors(b_dir / "model.safetensors")
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_imp_killed_mid_way_resumes_to_the_same_mask(tmp_path, fake_cifar10, monkeypatch, capsys):
+    import phases.imp_step as imp_step
+
+    ref_save, save = tmp_path / "ref", tmp_path / "runs"
+    assert run(tmp_path, tiny_config(fake_cifar10, ref_save), "-pretrain", "True", name="ref.yaml") == 0
+    real_train, calls = imp_step.train, []
+
+    def dies_in_round_3(*args, **kwargs):
+        calls.append(kwargs["name"])
+        if kwargs["name"] == "imp_round_3":
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(imp_step, "train", dies_in_round_3)
+    assert run(tmp_path, tiny_config(fake_cifar10, save), "-pretrain", "True") == 130
+    monkeypatch.setattr(imp_step, "train", real_train)
+    capsys.readouterr()
+    assert run(tmp_path, tiny_config(fake_cifar10, save), "-pretrain", "True") == 0
+    out = capsys.readouterr().out
+    assert "[imp] round 1: reusing" in out and "[imp] round 2: reusing" in out
+    ref_mask, _ = load_tensors(artifacts(ref_save, "imp")[0] / "mask.safetensors")
+    got_mask, _ = load_tensors(artifacts(save, "imp")[0] / "mask.safetensors")
+    assert all(torch.equal(ref_mask[k], got_mask[k]) for k in ref_mask)
+    ref = json.loads((artifacts(ref_save, "imp")[0] / "result.json").read_text())
+    got = json.loads((artifacts(save, "imp")[0] / "result.json").read_text())
+    assert got["history"] == ref["history"] and got["accuracy"] == ref["accuracy"]
