@@ -23,6 +23,7 @@ from training.evaluate import EvalResult, evaluate
 from training.masks import MaskEnforcer
 from training.metrics import MetricsLog
 from utils.checkpoint import join_state, load_tensors, save_tensors, split_state
+from utils.errors import UserError
 
 Batches = Callable[[], object]
 
@@ -84,7 +85,7 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     tensors, meta = load_tensors(path)
     saved = dict(meta["spec"], save_epochs=tuple(meta["spec"]["save_epochs"]))
     if saved != asdict(spec):
-        raise RuntimeError(f"{path} was saved by a different training setup; delete it to start over")
+        raise UserError(f"{path} was saved by a different training setup; delete it to start over")
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     opt.load_state_dict(join_state(meta["optimizer"], tensors))
     for state in opt.state.values():  # optimizer state follows its parameters' device
