@@ -227,3 +227,42 @@ def test_imp_killed_mid_way_resumes_to_the_same_mask(tmp_path, fake_cifar10, mon
     ref = json.loads((artifacts(ref_save, "imp")[0] / "result.json").read_text())
     got = json.loads((artifacts(save, "imp")[0] / "result.json").read_text())
     assert got["history"] == ref["history"] and got["accuracy"] == ref["accuracy"]
+
+
+def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_results(tmp_path, fake_cifar10):
+    """A real kill (SIGKILL, no cleanup) while dense B trains; the rerun must match a clean run exactly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = tiny_config(fake_cifar10, tmp_path / "runs", epochs=6, sparse__random_control=False)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    ref_cfg = {**cfg, "save_path": str(tmp_path / "ref")}
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(ref_cfg))
+    command = [sys.executable, str(repo / "experiment.py"), "-seed", "0", "-pretrain", "True", "--no-progress",
+               "-threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    subprocess.run([*command, "-config", "ref.yaml"], cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen([*command, "-config", "cfg.yaml"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    state = None
+    while time.time() < deadline and proc.poll() is None:
+        states = list((tmp_path / "runs" / "artifacts").glob("dense-*/train_state.safetensors"))
+        imp_done = any(p.exists() for p in (tmp_path / "runs" / "artifacts").glob("imp-*/mask.safetensors"))
+        if imp_done and states:  # dense B is part-way through its epochs
+            state = states[0]
+            break
+        time.sleep(0.05)
+    assert state is not None, "dense B never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*command, "-config", "cfg.yaml"], cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    ref = json.loads((tmp_path / "ref" / "ref" / "seed_0" / "results.json").read_text())
+    got = json.loads((tmp_path / "runs" / "cfg" / "seed_0" / "results.json").read_text())
+    for key in ("dense", "imp", "matching"):
+        assert got[key] == ref[key], key
