@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -41,10 +42,11 @@ def ensure_matching(ctx: RunContext) -> Artifact:
     perms = {g: p.cpu() for g, p in perms.items()}
     sd_a_perm = permute(spec, sd_a, perms)
 
+    # One scratch copy evaluates the permuted states, instead of reading A's file again for each.
+    scratch = copy.deepcopy(model_a)
     # pi(A) is the same function as A: its accuracy must equal A's (up to float summation order).
-    model_ap = ctx.load_model(a_art.path("final.safetensors"))
-    model_ap.load_state_dict(sd_a_perm)
-    a_result, ap_result = a_art.result(), evaluate(model_ap, ctx.data.test_batches())
+    scratch.load_state_dict(sd_a_perm)
+    a_result, ap_result = a_art.result(), evaluate(scratch, ctx.data.test_batches())
     if abs(ap_result.accuracy - a_result["accuracy"]) > 0.1:
         warnings.warn(f"pi(A) accuracy {ap_result.accuracy:.2f}% differs from A's {a_result['accuracy']:.2f}%: "
                       "the model's permutation spec may be wrong", stacklevel=1)
@@ -52,9 +54,8 @@ def ensure_matching(ctx: RunContext) -> Artifact:
     masks = load_masks(imp_art.path("mask.safetensors"), device=ctx.device)
     masks_perm = {k: v.bool() for k, v in permute(spec, masks, perms).items()}
     sparse_a, _ = load_tensors(imp_art.path("model.safetensors"), device=ctx.device)
-    model_sp = ctx.load_model(imp_art.path("model.safetensors"))
-    model_sp.load_state_dict(permute(spec, sparse_a, perms))
-    sparse_perm_result = evaluate(model_sp, ctx.data.test_batches())
+    scratch.load_state_dict(permute(spec, sparse_a, perms))
+    sparse_perm_result = evaluate(scratch, ctx.data.test_batches())
 
     def train_batches():
         return ctx.data.eval_train_batches(m.interpolation_batches)

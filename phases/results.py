@@ -17,7 +17,7 @@ from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import dump_config
 
 
-def _runs(ctx: RunContext) -> list[str]:
+def sparse_runs(ctx: RunContext) -> list[str]:
     runs = list(ctx.cfg.sparse.runs)
     if ctx.cfg.sparse.random_control and "random" not in runs:
         runs.append("random")
@@ -28,7 +28,7 @@ def used_artifacts(ctx: RunContext) -> dict[str, Artifact]:
     arts = {"dense_A": dense_artifact(ctx, "A"), "dense_B": dense_artifact(ctx, "B"),
             "imp": imp_artifact(ctx), "match": match_artifact(ctx)}
     for k in ctx.cfg.rewind_points:
-        for run in _runs(ctx):
+        for run in sparse_runs(ctx):
             arts[f"sparse_{run}_k{k}"] = sparse_artifact(ctx, k, run)
     return arts
 
@@ -59,7 +59,7 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
                       "rounds": r["rounds"]}
     sparse: dict[str, Any] = {}
     for k in ctx.cfg.rewind_points:
-        for run in _runs(ctx):
+        for run in sparse_runs(ctx):
             a = arts[f"sparse_{run}_k{k}"]
             if a.complete:
                 r = a.result()

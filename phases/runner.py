@@ -15,7 +15,7 @@ from phases.dense import ensure_dense
 from phases.imp_step import ensure_imp
 from phases.keys import PHASE2_ONLY, science_config
 from phases.match_step import ensure_matching
-from phases.results import _runs, phase1_table, phase2_table, used_artifacts, write_run_dir
+from phases.results import phase1_table, phase2_table, sparse_runs, used_artifacts, write_run_dir
 from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads
 from utils.cli import Args, CLIError
@@ -83,14 +83,14 @@ def check_phase1(ctx: RunContext) -> None:
 
 
 def phase2(ctx: RunContext, rewinds: list[int]) -> None:
-    check_phase1(ctx)
+    """Sparse runs; the caller has run phase 1 or ``check_phase1``."""
     began = time.perf_counter()
     for k in rewinds:
-        for run in _runs(ctx):
+        for run in sparse_runs(ctx):
             ensure_sparse(ctx, k, run)
             write_run_dir(ctx)
     results = write_run_dir(ctx)
-    print(phase2_table(results, _runs(ctx)))
+    print(phase2_table(results, sparse_runs(ctx)))
     print(f"phase 2 done in {time.perf_counter() - began:.0f} s; results in {ctx.run_dir / 'results.json'}")
 
 

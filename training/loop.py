@@ -25,8 +25,6 @@ from training.metrics import MetricsLog
 from utils.checkpoint import join_state, load_tensors, save_tensors, split_state
 from utils.errors import UserError
 
-Batches = Callable[[], object]
-
 
 class TrainData(Protocol):
     """What the loop needs from a dataset (``data.DataBundle`` provides it)."""

@@ -43,11 +43,3 @@ class MaskEnforcer:
             for p, f in zip(self.params, self.factors, strict=True):
                 if p.grad is not None:
                     p.grad.mul_(f)
-
-    @torch.no_grad()
-    def apply_to_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Zero momentum at masked positions (e.g. after loading a dense optimizer state)."""
-        for p, f in zip(self.params, self.factors, strict=True):
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                buf.mul_(f)

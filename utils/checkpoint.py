@@ -48,12 +48,6 @@ def load_tensors(
     return tensors, json.loads(raw)
 
 
-def read_meta(path: str | os.PathLike) -> Any:
-    """Only the JSON metadata of a checkpoint, without reading its tensors."""
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
-
-
 def split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Move every tensor of a nested state (lists, dicts) into ``tensors``.
 
