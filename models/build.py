@@ -1,4 +1,7 @@
-"""Model construction from a config object (``build_model``) or from plain arguments (``create``)."""
+"""Model construction from a config object (``build_model``) or from plain arguments (``create``).
+
+Which models exist, and which config fields each one reads, is ``models.registry``'s business.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from typing import Any
 from torch import nn
 
 from data.info import dataset_info
-from models.mlp import MLP
-from models.resnet20 import ResNet20
-from models.resnet50 import ResNet50
-from models.vgg import VGG
+from models.registry import MODEL_TYPES, MODELS, canonical_model_type, model_settings
 
-MODEL_TYPES: tuple[str, ...] = ("ResNet", "ResNet20", "VGG11", "ResNet50", "MLP")
+__all__ = ["MODEL_TYPES", "build_model", "create"]
+
+
+def _check_width(width: Any) -> None:
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width_multiplier must be a positive integer, got {width!r}")
 
 
 def create(
@@ -29,46 +34,28 @@ def create(
     """Build ``model_type`` (one of ``MODEL_TYPES``; "ResNet" means ResNet20).
 
     ``image_size`` is only used by the MLP (its input has ``in_channels·image_size²``
-    features); ``batchnorm`` and ``init_weights`` only by VGG11; ``mlp_hidden`` only by MLP.
+    features); ``batchnorm`` and ``init_weights`` only by VGG11; ``mlp_hidden`` only by MLP
+    (each model receives only its own registry ``arch_fields``).
     """
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise ValueError(f"width_multiplier must be a positive integer, got {width!r}")
-    if model_type in ("ResNet", "ResNet20"):
-        return ResNet20(num_classes=num_classes, in_channels=in_channels, width=width)
-    if model_type == "VGG11":
-        return VGG(
-            num_classes=num_classes, in_channels=in_channels, width=width,
-            batchnorm=batchnorm, init_weights=init_weights,
-        )
-    if model_type == "ResNet50":
-        return ResNet50(num_classes=num_classes, in_channels=in_channels, width=width)
-    if model_type == "MLP":
-        return MLP(
-            num_classes=num_classes, in_features=in_channels * image_size**2,
-            hidden=list(mlp_hidden), width=width,
-        )
-    raise ValueError(f"unknown model_type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    entry = MODELS[canonical_model_type(model_type)]
+    _check_width(width)
+    given = {"mlp_hidden": list(mlp_hidden), "batchnorm": batchnorm, "init_weights": init_weights}
+    arch = {name: given[name] for name in entry.arch_fields}
+    return entry.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, width=width, **arch)
 
 
 def build_model(config: Any) -> nn.Module:
     """Build the model a config describes; input channels and classes come from its dataset.
 
-    Reads ``model_type``, ``dataset``, ``width_multiplier`` (1), ``mlp_hidden`` ([512, 512]),
-    ``batchnorm`` (False) and ``init_weights`` (False) as attributes, so any object with
-    them (a config dataclass, a ``SimpleNamespace``) works.
+    Reads ``model_type``, ``dataset``, ``width_multiplier`` (1) and the model's own
+    architecture fields (``mlp_hidden`` [512, 512]; ``batchnorm``, ``init_weights`` False) as
+    attributes, so any object with them (a config dataclass, a ``SimpleNamespace``) works.
+    Builds from exactly the settings that go into the artifact keys (``model_settings``).
     """
-    model_type = getattr(config, "model_type", None)
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"unknown model_type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    settings = model_settings(config)
+    entry = MODELS[settings.pop("model_type")]
+    width = settings.pop("width_multiplier")
+    _check_width(width)
     info = dataset_info(getattr(config, "dataset", "cifar10"))
-    hidden = getattr(config, "mlp_hidden", None)
-    return create(
-        model_type,
-        num_classes=info.num_classes,
-        in_channels=info.in_channels,
-        width=getattr(config, "width_multiplier", 1),
-        image_size=info.image_size,
-        mlp_hidden=[512, 512] if hidden is None else hidden,
-        batchnorm=getattr(config, "batchnorm", False),
-        init_weights=getattr(config, "init_weights", False),
-    )
+    return entry.build(num_classes=info.num_classes, in_channels=info.in_channels, image_size=info.image_size,
+                       width=width, **settings)

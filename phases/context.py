@@ -10,13 +10,20 @@ from torch import nn
 
 from data import DataBundle, DatasetNotFound, build_data
 from models import build_model
+from phases.keys import config_hash
 from training.device import prepare_model
 from training.loop import TrainSpec
 from training.metrics import MetricsLog
-from utils.checkpoint import load_tensors, save_tensors
+from utils.artifacts import Artifact
+from utils.checkpoint import save_tensors
 from utils.config import Config
 from utils.errors import UserError
 from utils.seeding import seed_everything
+
+
+def run_dir_name(label: str, cfg: Config) -> str:
+    """``<label>-<config hash>``: two configs that compute different things never share a run directory."""
+    return f"{label}-{config_hash(cfg)}"
 
 
 @dataclass
@@ -24,9 +31,11 @@ class RunContext:
     cfg: Config
     seed: int
     device: torch.device
-    label: str  # names the run directory: the config's path, or "demo"
+    label: str  # names the run directory (with the config hash): the config's path, or "demo"
     command: str  # how to rerun phase 1, quoted in messages
     progress: bool | None = None
+    config_path: str | None = None  # as given on the command line; None for the demo
+    verbose: bool = False  # e.g. every layer's density after each IMP round
     _data: DataBundle | None = field(default=None, repr=False)
 
     @property
@@ -35,7 +44,7 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        return self.save_path / self.label / f"seed_{self.seed}"
+        return self.save_path / run_dir_name(self.label, self.cfg) / f"seed_{self.seed}"
 
     @property
     def data(self) -> DataBundle:
@@ -56,9 +65,10 @@ class RunContext:
         seed_everything(init_seed)
         return prepare_model(build_model(self.cfg), self.device)
 
-    def load_model(self, path: Path) -> nn.Module:
+    def load_model(self, art: Artifact, filename: str) -> nn.Module:
+        """A model holding the state stored in ``filename`` of ``art`` (checked against its sha256)."""
         model = self.new_model(0)
-        tensors, _ = load_tensors(path, device=self.device)
+        tensors, _ = art.tensors(filename, device=self.device)
         model.load_state_dict(tensors)
         return model
 

@@ -1,17 +1,26 @@
-"""Phase-1 step: train a dense model (A or B), saving every rewind checkpoint."""
+"""Phase-1 step: train a dense model (A or B), saving the checkpoints later steps need.
+
+Saved epochs are not part of the dense key: they are what the artifact holds,
+listed in its manifest (``checkpoints``). When a new rewind point needs an
+epoch the artifact lacks, the model is re-trained from its initialisation up
+to that epoch only, with the same seed, schedule and data order, and the
+checkpoint is added to the same artifact; its final model, and everything
+made from it, stay as they are. On CPU the re-derived checkpoint is
+bit-identical to the one an uninterrupted training would have saved (tested).
+"""
 
 from __future__ import annotations
 
+import warnings
+
+import torch
+
+from phases import graph
 from phases.context import RunContext
-from phases.keys import dense_key
 from training.loop import train
 from utils.artifacts import Artifact
-from utils.errors import UserError
+from utils.checkpoint import save_tensors
 from utils.seeding import derive_seed
-
-
-def dense_artifact(ctx: RunContext, role: str) -> Artifact:
-    return Artifact(ctx.save_path, "dense", dense_key(ctx.cfg, ctx.seed, role))
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -25,38 +34,76 @@ def needed_epochs(ctx: RunContext, role: str) -> tuple[int, ...]:
     return tuple(sorted(points))
 
 
-def ensure_dense(ctx: RunContext, role: str) -> Artifact:
-    """Train dense ``role`` unless its artifact is complete; resumes an interrupted training."""
-    art = dense_artifact(ctx, role)
+def saved_epochs(art: Artifact) -> list[int]:
+    return list((art.manifest() or {}).get("checkpoints", []))
+
+
+def ensure_dense(ctx: RunContext, role: str, epochs_needed: tuple[int, ...] | None = None) -> Artifact:
+    """Dense ``role``, trained unless complete (resuming an interrupted training), holding every needed epoch."""
+    art = graph.dense(ctx.cfg, ctx.seed, role)
+    needed = needed_epochs(ctx, role) if epochs_needed is None else epochs_needed
     epochs = ctx.cfg.epochs if role == "A" else ctx.cfg.b_epochs
-    save_epochs = needed_epochs(ctx, role)
-    if art.complete:
-        check_checkpoints(art, save_epochs)
-        print(f"[dense {role}] reusing {art.dir}")
-        return art
-    art.begin()
-    model = ctx.new_model(derive_seed(ctx.seed, "init", role))
-    spec = ctx.dense_spec(epochs, derive_seed(ctx.seed, "data", role), save_epochs)
+    label = f"[dense {role}]"
 
-    def save_checkpoint(k: int, m) -> None:
-        ctx.save_model(art.path(checkpoint_name(k)), m, {"epoch": k, "role": role})
+    def make(a: Artifact) -> None:
+        model = ctx.new_model(derive_seed(ctx.seed, "init", role))
+        spec = ctx.dense_spec(epochs, derive_seed(ctx.seed, "data", role), needed)
 
-    outcome = train(model, ctx.data, spec, name=f"dense_{role}", device=ctx.device,
-                    state_path=art.path("train_state.safetensors"), metrics=ctx.metrics_for(art.dir),
-                    on_checkpoint=save_checkpoint, step_fn=ctx.step_fn(model), progress=ctx.progress)
-    ctx.save_model(art.path("final.safetensors"), model, {"epoch": epochs, "role": role})
-    final = outcome.final
-    art.finish({"accuracy": final.accuracy, "loss": final.loss, "epochs": epochs,
-                "checkpoints": list(save_epochs)})
-    art.remove_file("train_state.safetensors")
-    print(f"[dense {role}] test accuracy {final.accuracy:.2f}%  loss {final.loss:.4f}")
+        def save_checkpoint(k: int, m) -> None:
+            ctx.save_model(a.path(checkpoint_name(k)), m, {"epoch": k, "role": role})
+
+        outcome = train(model, ctx.data, spec, name=f"dense_{role}", device=ctx.device,
+                        state_path=a.path("train_state.safetensors"), metrics=ctx.metrics_for(a.dir),
+                        on_checkpoint=save_checkpoint, step_fn=ctx.step_fn(model), progress=ctx.progress)
+        ctx.save_model(a.path("final.safetensors"), model, {"epoch": epochs, "role": role})
+        final = outcome.final
+        a.finish({"accuracy": final.accuracy, "loss": final.loss, "epochs": epochs}, checkpoints=list(needed))
+        print(f"{label} test accuracy {final.accuracy:.2f}%  loss {final.loss:.4f}")
+
+    art.make_once(make, label)
+    add_checkpoints(ctx, art, role, needed)
     return art
 
 
-def check_checkpoints(art: Artifact, epochs: tuple[int, ...]) -> None:
-    missing = [k for k in epochs if not art.path(checkpoint_name(k)).exists()]
-    if missing:
-        raise UserError(
-            f"dense model {art.dir} has no checkpoint at epoch(s) {missing}: it was trained for a config "
-            f"with other rewind_points (saved: {art.result().get('checkpoints')}); delete that folder to "
-            "retrain it with this config's rewind points")
+def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int, ...]) -> None:
+    """Give a complete dense artifact the checkpoints it lacks, by re-training up to the latest of them."""
+    if not set(needed) - set(saved_epochs(art)):
+        return
+    with art.lock():
+        have = saved_epochs(art)
+        missing = sorted(set(needed) - set(have))
+        if not missing:  # another process added them while we waited
+            return
+        epochs = ctx.cfg.epochs if role == "A" else ctx.cfg.b_epochs
+        # An epoch already saved on the way is re-derived too, to check the re-training reproduces it.
+        witness = max((e for e in have if e <= missing[-1]), default=None)
+        wanted = tuple(sorted({*missing, *([witness] if witness is not None else [])}))
+        print(f"[dense {role}] adding checkpoint(s) at epoch(s) {missing} to {art.dir}: re-training "
+              f"{missing[-1]} of {epochs} epochs with the same seed and data order", flush=True)
+        made: dict[int, dict[str, torch.Tensor]] = {}
+
+        def keep(k: int, m) -> None:
+            made[k] = {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
+
+        model = ctx.new_model(derive_seed(ctx.seed, "init", role))
+        spec = ctx.dense_spec(epochs, derive_seed(ctx.seed, "data", role), wanted)
+        train(model, ctx.data, spec, name=f"dense_{role}_rederive", device=ctx.device, on_checkpoint=keep,
+              progress=ctx.progress, stop_after=missing[-1])
+        if witness is not None:
+            stored, _ = art.tensors(checkpoint_name(witness))
+            if not all(torch.equal(stored[n], made[witness][n].to(stored[n].dtype)) for n in stored):
+                warnings.warn(f"[dense {role}] re-training did not reproduce the stored epoch-{witness} checkpoint "
+                              "bit for bit (non-deterministic kernels, or another device); the added checkpoints "
+                              "are from the same schedule but not the identical trajectory", stacklevel=1)
+        for k in missing:
+            save_tensors(art.path(checkpoint_name(k)), made[k], {"epoch": k, "role": role, "rederived": True})
+        art.add_files([checkpoint_name(k) for k in missing], checkpoints=sorted({*have, *missing}))
+
+
+def ensure_checkpoint(ctx: RunContext, role: str, epoch: int) -> Artifact:
+    """The complete dense ``role`` artifact with the checkpoint at ``epoch``; never one without it."""
+    art = graph.dense(ctx.cfg, ctx.seed, role)
+    if not art.complete:
+        raise RuntimeError(f"dense {role} is not trained yet ({art.dir})")
+    add_checkpoints(ctx, art, role, (epoch,))
+    return art

@@ -1,41 +1,36 @@
 """Phase-1 step: iterative magnitude pruning of the trained dense A.
 
 Every finished round is stored in a *round chain* keyed by everything IMP
-depends on except the target sparsity, under the amounts of all rounds so far.
-A rerun resumes from it after a kill, and configs with other targets reuse the
-rounds they have in common: 95 % is the first 13 rounds of 97 %, 90 % and 80 %
-share the first 10 and 7. One width's four sparsities then fine-tune 16 + 1 + 1
-rounds instead of 8 + 11 + 13 + 16.
+depends on except the target (its parent is dense A), under the amounts of
+all rounds so far. A rerun resumes from it after a kill, and IMP targets that
+share the chain reuse the rounds they have in common: 95 % is the first 13
+rounds of 97 %, 90 % and 80 % share the first 10 and 7. One width's four
+sparsities then fine-tune 16 + 1 + 1 rounds instead of 8 + 11 + 13 + 16.
+The chain is written only while its lock is held, so two targets pruned at
+once never train the same round twice.
 """
 
 from __future__ import annotations
 
+from phases import graph
 from phases.context import RunContext
-from phases.dense import checkpoint_name, dense_artifact
-from phases.keys import imp_chain_key, imp_key
-from pruning.imp import ImpRound, iterative_magnitude_pruning
+from phases.dense import checkpoint_name, ensure_checkpoint
+from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning
 from pruning.masks import Masks, sparsity, weight_sparsity
 from training.evaluate import evaluate
 from training.loop import TrainSpec, train
 from training.metrics import read_metrics
 from utils.artifacts import Artifact
-from utils.checkpoint import load_tensors, save_tensors
+from utils.checkpoint import save_tensors
+from utils.errors import UserError
 from utils.hashing import stable_hash
 from utils.seeding import derive_seed
 
 MASK_PREFIX = "mask."
 
 
-def imp_artifact(ctx: RunContext) -> Artifact:
-    return Artifact(ctx.save_path, "imp", imp_key(ctx.cfg, ctx.seed))
-
-
-def imp_chain(ctx: RunContext) -> Artifact:
-    return Artifact(ctx.save_path, "impchain", imp_chain_key(ctx.cfg, ctx.seed))
-
-
-def load_masks(path, device="cpu") -> Masks:
-    tensors, _ = load_tensors(path, device=device)
+def load_masks(art: Artifact, filename: str = "mask.safetensors", device="cpu") -> Masks:
+    tensors, _ = art.tensors(filename, device=device)
     return {k: v.bool() for k, v in tensors.items()}
 
 
@@ -44,78 +39,89 @@ def round_file(rnd: int, amounts: list[float]) -> str:
 
 
 def ensure_imp(ctx: RunContext) -> Artifact:
-    art = imp_artifact(ctx)
-    if art.complete:
-        print(f"[imp] reusing {art.dir}")
-        return art
+    cfg = ctx.cfg
+    art = graph.imp(cfg, ctx.seed)
+    if not art.complete and cfg.pruning.rewind_epoch is not None:
+        ensure_checkpoint(ctx, "A", cfg.pruning.rewind_epoch)
+    return art.make_once(lambda a: make_imp(ctx, a), "[imp]")
+
+
+def make_imp(ctx: RunContext, art: Artifact) -> None:
     cfg, p = ctx.cfg, ctx.cfg.pruning
-    dense_a = dense_artifact(ctx, "A")
-    art.begin()
-    chain = imp_chain(ctx)
-    chain.begin()
-    model = ctx.load_model(dense_a.path("final.safetensors"))
-    prunable = model.prunable_parameters()
-    metrics = ctx.metrics_for(art.dir)
-    amounts: list[float] = []  # of the rounds done so far: what identifies the next round in the chain
-    history: list[dict] = []
-    rewind_state = None
-    if p.rewind_epoch is not None:
-        rewind_state, _ = load_tensors(dense_a.path(checkpoint_name(p.rewind_epoch)), device=ctx.device)
+    dense_a = graph.dense(cfg, ctx.seed, "A")
+    chain = art.parents["chain"]
+    with chain.lock():
+        chain.begin()
+        model = ctx.load_model(dense_a, "final.safetensors")
+        prunable = model.prunable_parameters()
+        metrics = ctx.metrics_for(art.dir)
+        amounts: list[float] = []  # of the rounds done so far: what identifies the next round in the chain
+        history: list[dict] = []
+        rewind_state = None
+        if p.rewind_epoch is not None:
+            rewind_state, _ = dense_a.tensors(checkpoint_name(p.rewind_epoch), device=ctx.device)
 
-    def restore(rnd: int, amount: float) -> tuple[Masks, dict[str, float]] | None:
-        path = chain.path(round_file(rnd, [*amounts, amount]))
-        if not path.exists():
-            return None
-        tensors, meta = load_tensors(path, device=ctx.device)
-        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)})
-        masks = {k[len(MASK_PREFIX):]: v.bool() for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
-        metrics.truncate_run(f"imp_round_{rnd}", 0)  # the stored epochs replace any partial ones
-        for record in meta["epochs"]:
-            metrics.log(record)
-        print(f"[imp] round {rnd}: reusing {path}")
-        return masks, meta["metrics"]
+        def restore(rnd: int, amount: float) -> tuple[Masks, dict[str, float]] | None:
+            name = round_file(rnd, [*amounts, amount])
+            if not chain.path(name).exists():
+                return None
+            tensors, meta = chain.tensors(name, device=ctx.device)
+            model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)})
+            masks = {k[len(MASK_PREFIX):]: v.bool() for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
+            metrics.truncate_run(f"imp_round_{rnd}", 0)  # the stored epochs replace any partial ones
+            for record in meta["epochs"]:
+                metrics.log(record)
+            print(f"[imp] round {rnd}: reusing {chain.path(name)}", flush=True)
+            return masks, meta["metrics"]
 
-    def finetune(rnd: int, round_masks: Masks) -> dict[str, float]:
-        if rewind_state is not None:  # IMP with weight rewinding: restart from A at the rewind epoch
-            model.load_state_dict(rewind_state)
-        spec = TrainSpec(epochs=p.train_epochs_per_prune, lr=p.prune_lr, momentum=p.momentum,
-                         weight_decay=p.weight_decay, seed=derive_seed(ctx.seed, "imp", rnd),
-                         eval_every=cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}")
-        out = train(model, ctx.data, spec, name=f"imp_round_{rnd}", device=ctx.device, masks=round_masks,
-                    state_path=art.path("round_state.safetensors"), metrics=metrics,
-                    step_fn=ctx.step_fn(model), progress=ctx.progress)
-        return {"accuracy": out.final.accuracy, "loss": out.final.loss}
+        def finetune(rnd: int, round_masks: Masks) -> dict[str, float]:
+            if rewind_state is not None:  # IMP with weight rewinding: restart from A at the rewind epoch
+                model.load_state_dict(rewind_state)
+            spec = TrainSpec(epochs=p.train_epochs_per_prune, lr=p.prune_lr, momentum=p.momentum,
+                             weight_decay=p.weight_decay, seed=derive_seed(ctx.seed, "imp", rnd),
+                             eval_every=cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}")
+            out = train(model, ctx.data, spec, name=f"imp_round_{rnd}", device=ctx.device, masks=round_masks,
+                        state_path=art.path("round_state.safetensors"), metrics=metrics,
+                        step_fn=ctx.step_fn(model), progress=ctx.progress)
+            return {"accuracy": out.final.accuracy, "loss": out.final.loss}
 
-    def on_round(record: ImpRound, round_masks: Masks) -> None:
-        amounts.append(record.amount)
-        history.append(record.as_dict())
-        path = chain.path(round_file(record.round, amounts))
-        if not path.exists():
-            tensors = dict(model.state_dict())
-            tensors.update({MASK_PREFIX + k: v for k, v in round_masks.items()})
-            epochs = [r for r in read_metrics(metrics.path) if r.get("run") == f"imp_round_{record.round}"]
-            save_tensors(path, tensors, {"amounts": amounts, "metrics": {"accuracy": record.accuracy,
-                                                                         "loss": record.loss},
-                                         "epochs": epochs, "record": record.as_dict()})
-            print(f"[imp] round {record.round}: removed {100 * record.amount:.1f}% of the rest -> sparsity "
-                  f"{100 * record.sparsity:.2f}%, test accuracy {record.accuracy:.2f}%")
-            for name, s in record.layer_sparsity.items():
-                print(f"        {name:<40s} {100 * s:6.2f}%")
-        art.remove_file("round_state.safetensors")
+        def on_round(record: ImpRound, round_masks: Masks) -> None:
+            amounts.append(record.amount)
+            history.append(record.as_dict())
+            path = chain.path(round_file(record.round, amounts))
+            if not path.exists():
+                tensors = dict(model.state_dict())
+                tensors.update({MASK_PREFIX + k: v for k, v in round_masks.items()})
+                epochs = [r for r in read_metrics(metrics.path) if r.get("run") == f"imp_round_{record.round}"]
+                save_tensors(path, tensors, {"amounts": amounts, "metrics": {"accuracy": record.accuracy,
+                                                                             "loss": record.loss},
+                                             "epochs": epochs, "record": record.as_dict()})
+                print(f"[imp] round {record.round}: removed {100 * record.amount:.1f}% of the rest -> sparsity "
+                      f"{100 * record.sparsity:.2f}%, test accuracy {record.accuracy:.2f}%", flush=True)
+                if ctx.verbose:
+                    for name, s in record.layer_sparsity.items():
+                        print(f"        {name:<40s} {100 * s:6.2f}%")
+            art.remove_file("round_state.safetensors")
 
-    masks = iterative_magnitude_pruning(
-        model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=p.tolerance_for(cfg.model_type),
-        max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
+        tolerance = p.tolerance_for(cfg.model_type)
+        try:
+            masks = iterative_magnitude_pruning(
+                model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=tolerance,
+                max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
+        except PruningStalled as err:
+            total = sum(model.get_parameter(n).numel() for n in prunable)
+            raise UserError(f"{err}: the target pruning.sparsity={p.sparsity} cannot be met more closely with "
+                            f"{total} prunable weights; raise the pruning tolerance (now {tolerance:g}) to at "
+                            f"least {2.0 / total:.2g}") from None
+    reached = sparsity(masks)
+    if reached < p.sparsity - tolerance:
+        raise UserError(f"IMP stopped at sparsity {100 * reached:.2f}% after pruning.prune_epochs={p.prune_epochs} "
+                        f"rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or prune_perc")
     final = evaluate(model, ctx.data.test_batches())
     save_tensors(art.path("mask.safetensors"), masks)
     ctx.save_model(art.path("model.safetensors"), model)
-    reached = sparsity(masks)
     art.finish({"sparsity": reached, "weight_sparsity": weight_sparsity(model.state_dict(), prunable),
                 "accuracy": final.accuracy, "loss": final.loss, "rounds": len(history), "history": history,
                 "chain": str(chain.dir)})
     print(f"[imp] done: sparsity {100 * reached:.2f}% after {len(history)} rounds, "
           f"test accuracy {final.accuracy:.2f}%")
-    return art
-
-
-

@@ -1,97 +1,152 @@
-"""Artifact keys: the exact part of the config each artifact depends on.
+"""Per-stage settings: for each artifact of the graph, exactly the config values it uses.
 
-Paths, device, worker counts and logging names are deliberately absent: they
-change where or how fast a result is made, not what it is.
+An artifact's key is its settings plus its parents' keys (``phases/graph.py``),
+so each setting lives in the one stage that uses it and reaches the stages
+below through the parent hashes. Paths, device, worker counts, evaluation
+frequency and logging names are absent: they change where or how fast a
+result is made, not what it is. Saved epochs are absent from the dense
+settings too: they are what a dense artifact holds (listed in its manifest),
+and a new rewind point adds a checkpoint to the same artifact.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from models.registry import model_settings
 from utils.config import Config
 from utils.hashing import stable_hash
 
 
-def model_key(cfg: Config) -> dict[str, Any]:
-    model_type = "ResNet" if cfg.model_type == "ResNet20" else cfg.model_type
-    key: dict[str, Any] = {"model_type": model_type, "width_multiplier": cfg.width_multiplier}
-    if model_type == "MLP":
-        key["mlp_hidden"] = list(cfg.mlp_hidden)
-    if model_type == "VGG11":
-        key.update(batchnorm=cfg.batchnorm, init_weights=cfg.init_weights)
-    return key
+@dataclass(frozen=True)
+class DenseSettings:
+    model: dict[str, Any]
+    data: dict[str, Any]
+    optimizer: dict[str, Any]
+    epochs: int
+    precision: str
+    seed: int
+    role: str  # "A" or "B": the init and data order derive from (seed, role)
 
 
-def data_key(cfg: Config) -> dict[str, Any]:
-    return {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
-            "batch_size": cfg.batch_size}
+@dataclass(frozen=True)
+class ImpChainSettings:
+    """IMP without its target: rounds towards 80 % and 97 % are the same until the capped last one."""
+
+    prune_perc: float
+    prune_lr: float
+    train_epochs_per_prune: int
+    momentum: float
+    weight_decay: float
+    rewind_epoch: int | None
 
 
-def dense_key(cfg: Config, seed: int, role: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ImpTargetSettings:
+    sparsity: float
+    tolerance: float
+    max_rounds: int
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    method: str
+    num_batches: int | None = None  # activation matching
+    max_iter: int | None = None  # weight matching
+    seed: int | None = None  # weight matching's group order
+
+
+@dataclass(frozen=True)
+class PermutedMaskSettings:
+    """pi(M_A) is determined by its parents (the permutation and the IMP mask) alone."""
+
+
+@dataclass(frozen=True)
+class InterpolationSettings:
+    alphas: tuple[float, ...]
+    batches: int
+
+
+@dataclass(frozen=True)
+class SparseSettings:
+    run: str
+    rewind: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+    epochs: int  # sparse_epochs - rewind
+
+
+def as_key(settings: Any) -> dict[str, Any]:
+    """The settings as a JSON-able dict; unset optional fields are dropped so they never enter a hash."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items() if v is not None}
+
+
+def dense_settings(cfg: Config, seed: int, role: str) -> DenseSettings:
     o = cfg.optimizer
-    return {
-        "model": model_key(cfg), "data": data_key(cfg),
-        "optimizer": {"type": o.type.lower(), "lr": o.lr, "momentum": o.momentum,
-                      "weight_decay": o.weight_decay, "nesterov": o.nesterov},
-        "epochs": cfg.epochs if role == "A" else cfg.b_epochs, "seed": seed, "role": role,
-    }
+    return DenseSettings(
+        model=model_settings(cfg),
+        data={"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+              "batch_size": cfg.batch_size},
+        optimizer={"type": o.type.lower(), "lr": o.lr, "momentum": o.momentum, "weight_decay": o.weight_decay,
+                   "nesterov": o.nesterov},
+        epochs=cfg.epochs if role == "A" else cfg.b_epochs, precision=cfg.precision, seed=seed, role=role)
 
 
-def imp_key(cfg: Config, seed: int) -> dict[str, Any]:
+def imp_chain_settings(cfg: Config) -> ImpChainSettings:
     p = cfg.pruning
-    return {
-        "dense_a": dense_key(cfg, seed, "A"),
-        "pruning": {"sparsity": p.sparsity, "prune_perc": p.prune_perc, "max_rounds": p.prune_epochs,
-                    "prune_lr": p.prune_lr, "train_epochs_per_prune": p.train_epochs_per_prune,
-                    "tolerance": p.tolerance_for(cfg.model_type), "momentum": p.momentum,
-                    "weight_decay": p.weight_decay, "rewind_epoch": p.rewind_epoch},
-    }
+    return ImpChainSettings(prune_perc=p.prune_perc, prune_lr=p.prune_lr,
+                            train_epochs_per_prune=p.train_epochs_per_prune, momentum=p.momentum,
+                            weight_decay=p.weight_decay, rewind_epoch=p.rewind_epoch)
 
 
-def imp_chain_key(cfg: Config, seed: int) -> dict[str, Any]:
-    """IMP's key without the target: the rounds of runs towards different targets are shared."""
-    key = imp_key(cfg, seed)
-    key["pruning"] = {k: v for k, v in key["pruning"].items() if k not in ("sparsity", "tolerance")}
-    return key
+def imp_target_settings(cfg: Config) -> ImpTargetSettings:
+    p = cfg.pruning
+    return ImpTargetSettings(sparsity=p.sparsity, tolerance=p.tolerance_for(cfg.model_type),
+                             max_rounds=p.prune_epochs)
 
 
-def match_key(cfg: Config, seed: int) -> dict[str, Any]:
+def match_settings(cfg: Config) -> MatchSettings:
     m = cfg.matching
-    matching: dict[str, Any] = {"method": m.method, "alphas": list(m.alphas),
-                                "interpolation_batches": m.interpolation_batches}
     if m.method == "activation":
-        matching["num_batches"] = m.num_batches
-    else:
-        matching.update(max_iter=m.max_iter, seed=m.seed)
-    return {"imp": imp_key(cfg, seed), "dense_b": dense_key(cfg, seed, "B"), "matching": matching}
+        return MatchSettings(method=m.method, num_batches=m.num_batches)
+    return MatchSettings(method=m.method, max_iter=m.max_iter, seed=m.seed)
 
 
-def sparse_key(cfg: Config, seed: int, k: int, run: str) -> dict[str, Any]:
-    # Each run depends only on what it uses: lth on A, naive/random on B, permuted on the matching too.
+def interpolation_settings(cfg: Config) -> InterpolationSettings:
+    m = cfg.matching
+    return InterpolationSettings(alphas=tuple(m.alphas), batches=m.interpolation_batches)
+
+
+def sparse_settings(cfg: Config, k: int, run: str) -> SparseSettings:
     o = cfg.optimizer
-    source: dict[str, Any] = {"imp": imp_key(cfg, seed)}
-    if run in ("naive", "random"):
-        source["dense_b"] = dense_key(cfg, seed, "B")
-    if run == "permuted":
-        source = {"match": match_key(cfg, seed)}
-    return {"source": source, "run": run, "rewind": k, "sparse_lr": o.sparse_lr,
-            "sparse_epochs": cfg.total_sparse_epochs, "momentum": o.momentum,
-            "weight_decay": o.weight_decay, "nesterov": o.nesterov}
+    return SparseSettings(run=run, rewind=k, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                          nesterov=o.nesterov, epochs=cfg.total_sparse_epochs - k)
+
+
+# Keys that never change a number (where or how fast it is made) or only add rows to a run
+# directory (more rewind points, more runs): a run directory is named by the rest.
+NOT_IDENTITY = ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity", "download",
+                "seed", "threads", "eval_every", "rewind_points", "sparse")
 
 
 def science_config(cfg: Config) -> dict[str, Any]:
-    """The config without the keys that do not change results (paths, device, logging)."""
+    """The config without the keys that do not change results (paths, device, logging, added rows)."""
     d = cfg.to_dict()
-    for k in ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity",
-              "download", "seed", "threads"):
+    for k in NOT_IDENTITY:
         d.pop(k, None)
-    d["model_type"] = model_key(cfg)["model_type"]
+    d["model"] = model_settings(cfg)
+    for k in ("model_type", "width_multiplier", "mlp_hidden", "batchnorm", "init_weights"):
+        d.pop(k, None)
+    d["pruning"] = {**d["pruning"], "tolerance": cfg.pruning.tolerance_for(cfg.model_type)}
+    for k in ("tolerance_resnet20", "tolerance_vgg11"):
+        d["pruning"].pop(k, None)
+    d["epochs"], d["model_b_epochs"], d["sparse_epochs"] = cfg.epochs, cfg.b_epochs, cfg.total_sparse_epochs
     return d
 
 
 def config_hash(cfg: Config) -> str:
-    return stable_hash(science_config(cfg))
-
-
-# Keys whose change invalidates phase 1's artifacts (everything but what only phase 2 uses).
-PHASE2_ONLY = ("rewind_points", "sparse_epochs", "optimizer.sparse_lr", "sparse.runs", "sparse.random_control")
+    """Identifies what a config computes; run directories and ``analysis.table`` group by it."""
+    return stable_hash(science_config(cfg), 10)

@@ -3,87 +3,96 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from phases import graph
 from phases.context import RunContext
-from phases.dense import dense_artifact
-from phases.imp_step import imp_artifact
 from phases.keys import config_hash
-from phases.match_step import match_artifact
-from phases.sparse_step import sparse_artifact
 from training.metrics import read_metrics
+from utils import artifacts
 from utils.artifacts import Artifact
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import dump_config
+from utils.locks import exclusive
+
+RESULTS_LOCK = ".results.lock"
 
 
 def sparse_runs(ctx: RunContext) -> list[str]:
-    runs = list(ctx.cfg.sparse.runs)
-    if ctx.cfg.sparse.random_control and "random" not in runs:
-        runs.append("random")
-    return runs
+    return graph.sparse_runs(ctx.cfg)
 
 
 def used_artifacts(ctx: RunContext) -> dict[str, Artifact]:
-    arts = {"dense_A": dense_artifact(ctx, "A"), "dense_B": dense_artifact(ctx, "B"),
-            "imp": imp_artifact(ctx), "match": match_artifact(ctx)}
-    for k in ctx.cfg.rewind_points:
-        for run in sparse_runs(ctx):
-            arts[f"sparse_{run}_k{k}"] = sparse_artifact(ctx, k, run)
-    return arts
+    return graph.run_artifacts(ctx.cfg, ctx.seed)
 
 
 def collect_results(ctx: RunContext) -> dict[str, Any]:
     """Every final number the completed artifacts of this config hold, in the documented shape."""
-    arts = used_artifacts(ctx)
-    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label}
+    arts = {name: a for name, a in used_artifacts(ctx).items() if a.complete}
+    for a in arts.values():
+        a.verify(deep=artifacts.VERIFY_ALWAYS)  # sizes always: a truncated file never feeds a table
+    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label,
+                           "config_path": ctx.config_path}
 
     def metrics(a: Artifact) -> dict[str, float]:
         r = a.result()
         return {"accuracy": r["accuracy"], "loss": r["loss"]}
 
-    dense = {}
-    for role in ("A", "B"):
-        if arts[f"dense_{role}"].complete:
-            dense[role] = metrics(arts[f"dense_{role}"])
-    if arts["match"].complete:
-        m = arts["match"].result()
-        dense["A_permuted"] = m["A_permuted"]
-        res["matching"] = {k: m[k] for k in ("method", "midpoint_accuracy_before", "midpoint_accuracy_after",
-                                             "test_loss_barrier_before", "test_loss_barrier_after",
-                                             "train_loss_barrier_before", "train_loss_barrier_after")}
+    dense = {role: metrics(arts[f"dense_{role}"]) for role in ("A", "B") if f"dense_{role}" in arts}
+    if "perm" in arts:
+        perm = arts["perm"].result()
+        dense["A_permuted"] = perm["A_permuted"]
+        res["matching"] = {"method": perm["method"]}
+        if "interp" in arts:
+            curves = arts["interp"].result()
+            res["matching"].update({k: curves[k] for k in (
+                "midpoint_accuracy_before", "midpoint_accuracy_after", "test_loss_barrier_before",
+                "test_loss_barrier_after", "train_loss_barrier_before", "train_loss_barrier_after")})
     res["dense"] = dense
-    if arts["imp"].complete:
+    if "imp" in arts:
         r = arts["imp"].result()
         res["imp"] = {"sparsity": r["sparsity"], "accuracy": r["accuracy"], "loss": r["loss"],
                       "rounds": r["rounds"]}
     sparse: dict[str, Any] = {}
     for k in ctx.cfg.rewind_points:
         for run in sparse_runs(ctx):
-            a = arts[f"sparse_{run}_k{k}"]
-            if a.complete:
+            a = arts.get(f"sparse_{run}_k{k}")
+            if a is not None:
                 r = a.result()
                 sparse.setdefault(str(k), {})[run] = {"accuracy": r["accuracy"], "loss": r["loss"],
                                                       "weight_sparsity": r["weight_sparsity"]}
     res["sparse"] = sparse
-    res["artifacts"] = {name: str(a.dir) for name, a in arts.items() if a.complete}
+    res["artifacts"] = {name: str(a.dir) for name, a in arts.items()}
     return res
 
 
 def write_run_dir(ctx: RunContext) -> dict[str, Any]:
-    """(Re)write the run directory from the artifacts; cheap, so done after every step."""
+    """(Re)write the run directory from the finished artifacts; cheap, so done after every step.
+
+    Held under the run directory's lock: two processes of one config and seed
+    (e.g. two rewind points) each rebuild it from every finished artifact, and
+    the lock keeps an older rebuild from overwriting a newer one.
+    """
     run_dir = ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(ctx.cfg))
-    results = collect_results(ctx)
-    atomic_write_json(run_dir / "results.json", results)
-    lines = []
-    for art in used_artifacts(ctx).values():
-        path = art.path("metrics.jsonl")
-        if path.exists():
-            lines.extend({**rec, "artifact": art.name} for rec in read_metrics(path))
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in lines))
+    with exclusive(run_dir / RESULTS_LOCK, f"the run directory {run_dir}"):
+        atomic_write_text(run_dir / "config.yaml", dump_config(ctx.cfg))
+        results = collect_results(ctx)
+        atomic_write_json(run_dir / "results.json", results)
+        lines = []
+        for art in used_artifacts(ctx).values():
+            path = art.path("metrics.jsonl")
+            if path.exists():
+                lines.extend({**rec, "artifact": art.name} for rec in read_metrics(path))
+        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in lines))
     return results
+
+
+def recorded_configs(save_path: Path, label: str, seed: int) -> list[Path]:
+    """``config.yaml`` of every run directory of this config label and seed, newest first."""
+    found = [p for p in save_path.glob(f"{label}-*/seed_{seed}/config.yaml") if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _fmt(entry: dict[str, float] | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from pathlib import Path
@@ -9,15 +10,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from phases.context import RunContext
+from phases import graph
+from phases.context import RunContext, run_dir_name
 from phases.demo import DEMO_CONFIG
 from phases.dense import ensure_dense
 from phases.imp_step import ensure_imp
-from phases.keys import PHASE2_ONLY, science_config
-from phases.match_step import ensure_matching
-from phases.results import phase1_table, phase2_table, sparse_runs, used_artifacts, write_run_dir
+from phases.keys import science_config
+from phases.match_step import ensure_interpolation, ensure_permutation, ensure_permuted_mask
+from phases.results import phase1_table, phase2_table, recorded_configs, sparse_runs, write_run_dir
 from phases.sparse_step import ensure_sparse
-from training.device import resolve_device, set_cpu_threads
+from training.device import resolve_device, set_cpu_threads, set_precision
+from utils import artifacts, locks
 from utils.cli import Args, CLIError
 from utils.config import Config, config_from_dict, load_config
 from utils.errors import UserError
@@ -25,7 +28,12 @@ from utils.hashing import differing_keys
 
 
 def run_label(config_path: str | None) -> str:
-    """Run directories are named by the config's path (relative to the working directory when inside it)."""
+    """The config's path (relative to the working directory when inside it), as one safe folder name.
+
+    The run directory adds the config hash (``run_dir_name``), so configs with
+    the same file name in different folders, or an edited config, never share
+    one; dots and separators cannot make the name escape ``save_path``.
+    """
     if config_path is None:
         return "demo"
     path = Path(config_path).resolve()
@@ -33,7 +41,9 @@ def run_label(config_path: str | None) -> str:
         rel = path.relative_to(Path.cwd())
     except ValueError:
         rel = Path(path.name)
-    return str(rel.with_suffix("")).replace("/", "__")
+    text = "__".join(rel.with_suffix("").parts) if rel.suffix in (".yaml", ".yml") else "__".join(rel.parts)
+    text = re.sub(r"[^A-Za-z0-9._+=-]", "_", text).lstrip(".")
+    return text or "config"
 
 
 def load_with_overrides(args: Args) -> Config:
@@ -51,10 +61,14 @@ def load_with_overrides(args: Args) -> Config:
     return config_from_dict(raw)
 
 
+# Keys that phase 2 alone uses: a run directory differing only in them says nothing about phase 1.
+PHASE2_ONLY = ("sparse_epochs", "optimizer.sparse_lr")
+
+
 def phase1(ctx: RunContext) -> None:
     began = time.perf_counter()
     steps = [lambda: ensure_dense(ctx, "A"), lambda: ensure_imp(ctx), lambda: ensure_dense(ctx, "B"),
-             lambda: ensure_matching(ctx)]
+             lambda: ensure_permutation(ctx), lambda: ensure_permuted_mask(ctx), lambda: ensure_interpolation(ctx)]
     for step in steps:
         step()
         write_run_dir(ctx)  # results so far survive a kill between steps
@@ -64,19 +78,22 @@ def phase1(ctx: RunContext) -> None:
 
 
 def check_phase1(ctx: RunContext) -> None:
-    """Refuse to run phase 2 on missing phase-1 artifacts, or on ones made by a different config."""
-    arts = used_artifacts(ctx)
-    missing = [n for n in ("dense_A", "dense_B", "imp", "match") if not arts[n].complete]
+    """Refuse to run phase 2 on missing phase-1 artifacts, naming the key when another config made them."""
+    arts = graph.phase1_artifacts(ctx.cfg, ctx.seed)
+    needed = ["dense_A", "dense_B", "imp", "perm"] + (["pmask"] if "permuted" in sparse_runs(ctx) else [])
+    missing = [n for n in needed if not arts[n].complete]
     if not missing:
         return
-    recorded = ctx.run_dir / "config.yaml"
-    if recorded.exists():
-        old = config_from_dict(yaml.safe_load(recorded.read_text()), check_data=False)
+    for recorded in recorded_configs(ctx.save_path, ctx.label, ctx.seed):
+        try:
+            old = config_from_dict(yaml.safe_load(recorded.read_text()), check_data=False)
+        except (UserError, yaml.YAMLError):
+            continue
         diff = [k for k in differing_keys(science_config(old), science_config(ctx.cfg))
-                if not k.startswith(PHASE2_ONLY)]
+                if k not in PHASE2_ONLY]
         if diff:
             shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
-            raise UserError(f"the phase-1 artifacts in {ctx.run_dir} were made by a different config "
+            raise UserError(f"the phase-1 artifacts in {recorded.parent} were made by a different config "
                             f"(differs in: {shown}); rerun phase 1 for this config: {ctx.command}")
     raise UserError(f"phase-1 artifacts missing for this config ({', '.join(missing)}); make them first with: "
                     f"{ctx.command}")
@@ -105,11 +122,16 @@ def run_from_args(args: Args) -> int:
     config_arg = f" -config {shlex.quote(args.config)}" if args.config else ""
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
     ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
-                     command=command, progress=args.progress)
+                     command=command, progress=args.progress, config_path=args.config,
+                     verbose=getattr(args, "verbose", False))
     set_cpu_threads(cfg.threads, ctx.device)
+    set_precision(cfg.precision)
+    artifacts.VERIFY_ALWAYS = getattr(args, "verify", False)
+    locks.DEFAULT_TIMEOUT = getattr(args, "lock_timeout", None)
     torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
     what = "demo" if args.config is None else args.config
-    print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, save_path {cfg.save_path}")
+    print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, precision {cfg.precision}, "
+          f"save_path {cfg.save_path}, run directory {run_dir_name(ctx.label, cfg)}")
     if args.pretrain is False:
         check_phase1(ctx)  # refuse before loading any data
     print(f"data: {ctx.data!r}")  # loaded before any write: a missing dataset leaves nothing behind

@@ -18,6 +18,15 @@ from pruning.magnitude import prune_global_magnitude
 from pruning.masks import Masks, full_masks, layer_sparsity, sparsity
 
 
+class PruningStalled(RuntimeError):
+    """A round that would remove no weight: IMP would otherwise loop to its round cap doing nothing."""
+
+    def __init__(self, round_: int, amount: float, remaining: int, current: float):
+        self.round, self.amount, self.remaining, self.current = round_, amount, remaining, current
+        super().__init__(f"IMP round {round_} removes no weight ({100 * amount:.3g}% of the {remaining} remaining "
+                         f"rounds to zero) at sparsity {100 * current:.3f}%")
+
+
 @dataclass
 class ImpRound:
     round: int  # 1-based
@@ -95,7 +104,10 @@ def iterative_magnitude_pruning(
         if stored is not None:
             masks, metrics = stored
         else:
+            remaining = sum(int(m.sum()) for m in masks.values())
             masks = prune_global_magnitude({n: params[n].detach() for n in prunable}, masks, amount)
+            if sum(int(m.sum()) for m in masks.values()) == remaining:
+                raise PruningStalled(rnd, amount, remaining, sparsity(masks))
             with torch.no_grad():
                 for n in prunable:
                     params[n].mul_(masks[n].to(params[n].dtype))

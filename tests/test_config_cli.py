@@ -11,6 +11,8 @@ import yaml
 import experiment
 from utils.config import ConfigError, config_from_dict, load_config
 
+NAN, INF = float("nan"), float("inf")
+
 VALID = {
     "model_type": "MLP", "mlp_hidden": [16], "dataset": "fashion-mnist", "dataset_root": "nowhere-ok",
     "epochs": 4, "sparse_epochs": 4, "batch_size": 64, "device": "cpu", "rewind_points": [0, 1],
@@ -59,6 +61,25 @@ BAD_CONFIGS = [
     (with_("optimizer.type", "Adam"), "optimizer.type: only SGD is supported"),
     (with_("train_subset", -5), "train_subset: must be positive"),
     (with_("dataset_root", {"cifar10": "x"}), "dataset_root: no entry for dataset 'fashion-mnist'"),
+    # Every float must be finite: YAML's .nan/.inf and strings float() would read ("nan", "1e999") alike.
+    (with_("optimizer.lr", NAN), "optimizer.lr: must be a finite number, got nan"),
+    (with_("optimizer.weight_decay", INF), "optimizer.weight_decay: must be a finite number, got inf"),
+    (with_("optimizer.sparse_lr", "nan"), "optimizer.sparse_lr: must be a finite number, got 'nan'"),
+    (with_("pruning.prune_lr", -INF), "pruning.prune_lr: must be a finite number, got -inf"),
+    (with_("pruning.sparsity", "1e999"), "pruning.sparsity: must be a finite number, got '1e999'"),
+    (with_("matching.alphas", [0, NAN, 0.5, 1]), "matching.alphas[1]: must be a finite number, got nan"),
+    (with_("pruning.tolerance", NAN), "pruning.tolerance: must be a finite number, got nan"),  # float | None
+    (with_("pruning.tolerance_vgg11", "-inf"), "pruning.tolerance_vgg11: must be a finite number, got '-inf'"),
+    # The tolerance that applies must be in [0, sparsity): else IMP runs no round, or never stops.
+    (with_("pruning.tolerance", 0.9), "pruning.tolerance: must be in [0, pruning.sparsity=0.5)"),
+    (with_("pruning.tolerance", 0.5), "pruning.tolerance: must be in [0, pruning.sparsity=0.5)"),
+    (with_("pruning.tolerance", -0.01), "pruning.tolerance: must be in [0, pruning.sparsity=0.5)"),
+    (with_("pruning.tolerance_resnet20", 0.6), "pruning.tolerance_resnet20: must be in [0, pruning.sparsity=0.5)"),
+    ({**with_("pruning.tolerance_vgg11", 0.7), "model_type": "VGG11"},
+     "pruning.tolerance_vgg11: must be in [0, pruning.sparsity=0.5) (the IMP tolerance for VGG11), got 0.7"),
+    (with_("pruning.tolerance_vgg11", -1e-7), "pruning.tolerance_vgg11: must be >= 0"),  # unused by MLP, still wrong
+    (with_("precision", "fp16"), "precision: must be one of fp32, bf16, got 'fp16'"),
+    (with_("precision", 16), "precision: expected a string"),
 ]
 
 BAD_FILES = [
@@ -71,6 +92,8 @@ BAD_ARGS = [
     (["-pretrain", "maybe"], "expected True or False, got 'maybe'"),
     (["-seed", "-1"], "expected a non-negative integer"),
     (["-seed", "abc"], "expected a non-negative integer, got 'abc'"),
+    (["-threads", "0"], "argument -threads/--threads: expected a positive integer, got '0'"),
+    (["-threads", "-2"], "expected a positive integer, got '-2'"),
     (["-pretrain", "True", "--rewind", "1"], "--rewind belongs to phase 2"),
     (["-pretrain", "False", "--rewind", "3"], "--rewind 3 is not one of the config's rewind_points [0, 1]"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -174,6 +197,79 @@ def test_scientific_notation_strings_are_numbers():
     # YAML 1.1 reads 5e-4 (no dot) as a string; users write it all the time.
     raw = with_("optimizer.weight_decay", "5e-4")
     assert config_from_dict(raw).optimizer.weight_decay == 5e-4
+
+
+def test_nan_written_in_the_file_is_rejected(tmp_path):
+    """The YAML spellings themselves (not a dump of Python's nan), for a float and a list of floats."""
+    for line, expected in (("  lr: .nan", "optimizer.lr: must be a finite number"),
+                           ("  lr: .NaN", "optimizer.lr: must be a finite number"),
+                           ("  lr: nan", "optimizer.lr: must be a finite number, got 'nan'"),
+                           ("  lr: -.inf", "optimizer.lr: must be a finite number"),
+                           ("  lr: 1e400", "optimizer.lr: must be a finite number")):
+        (tmp_path / "c.yaml").write_text(f"model_type: MLP\ndevice: cpu\noptimizer:\n{line}\n")
+        with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+            load_config(tmp_path / "c.yaml", check_data=False)
+    (tmp_path / "c.yaml").write_text("model_type: MLP\nmatching: {alphas: [0, .5, .nan, 1]}\n")
+    with pytest.raises(ConfigError, match=r"matching\.alphas\[2\]: must be a finite number"):
+        load_config(tmp_path / "c.yaml", check_data=False)
+    assert config_from_dict(with_("pruning.tolerance", None)).pruning.tolerance is None  # null stays allowed
+
+
+def test_tolerance_is_chosen_by_the_registry():
+    # ResNet (alias ResNet20), ResNet50 and MLP stop at tolerance_resnet20, VGG11 at tolerance_vgg11;
+    # pruning.tolerance overrides both.
+    cfg = config_from_dict(with_("pruning.tolerance_resnet20", 0.01))
+    for model_type in ("ResNet", "ResNet20", "ResNet50", "MLP"):
+        assert cfg.pruning.tolerance_for(model_type) == 0.01
+        assert cfg.pruning.tolerance_key(model_type) == "tolerance_resnet20"
+    assert cfg.pruning.tolerance_for("VGG11") == 5e-7 and cfg.pruning.tolerance_key("VGG11") == "tolerance_vgg11"
+    over = config_from_dict(with_("pruning.tolerance", 0.0))
+    assert over.pruning.tolerance_for("VGG11") == over.pruning.tolerance_for("MLP") == 0.0
+    assert over.pruning.tolerance_key("MLP") == "tolerance"
+    # Only the tolerance that applies is held against the sparsity: a big VGG11 tolerance is fine for an MLP.
+    assert config_from_dict(with_("pruning.tolerance_vgg11", 0.7)).pruning.tolerance_vgg11 == 0.7
+    with pytest.raises(ValueError, match="unknown model_type"):
+        cfg.pruning.tolerance_for("ResNet18")
+
+
+def test_precision_defaults_to_fp32_and_accepts_bf16():
+    assert config_from_dict(VALID).precision == "fp32"
+    cfg = config_from_dict(with_("precision", "bf16"))
+    assert cfg.precision == "bf16" and config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_paths_in_the_config_file_expand_home_and_variables(tmp_path, monkeypatch):
+    home, data = tmp_path / "home", tmp_path / "data"
+    (data / "fmnist").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SRB_TEST_DATA", str(data))
+    monkeypatch.setenv("SRB_TEST_RUNS", str(tmp_path / "scratch"))
+    base = {**VALID, "dataset_root": "$SRB_TEST_DATA/fmnist"}
+    for save_path, expected in (("~/runs", home / "runs"), ("$SRB_TEST_RUNS/runs", tmp_path / "scratch/runs"),
+                                ("${SRB_TEST_RUNS}/x", tmp_path / "scratch/x"), ("runs", Path("runs"))):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({**base, "save_path": save_path}))
+        cfg = load_config(tmp_path / "c.yaml")  # check_data: the existence check sees the expanded root
+        assert Path(cfg.save_path) == expected, save_path
+        assert cfg.data_root == data / "fmnist"
+        assert config_from_dict(cfg.to_dict()) == cfg  # expanding again changes nothing
+    (home / "d").mkdir(parents=True)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**VALID, "dataset_root": "~/d", "save_path": "~"}))
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.data_root == home / "d" and cfg.save_path == str(home)
+    # An unset variable stays as written (os.path.expandvars), and then the missing root is reported.
+    monkeypatch.delenv("SRB_TEST_UNSET", raising=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**VALID, "dataset": "cifar10", "dataset_root": "$SRB_TEST_UNSET/d",
+                                                    "save_path": "$SRB_TEST_UNSET/runs"}))
+    assert load_config(tmp_path / "c.yaml", check_data=False).save_path == "$SRB_TEST_UNSET/runs"
+    with pytest.raises(ConfigError, match=r"dataset_root: '\$SRB_TEST_UNSET/d' does not exist"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_threads_on_the_command_line():
+    from utils.cli import parse_args
+
+    assert parse_args(["-threads", "3"]).threads == 3
+    assert parse_args([]).threads is None
 
 
 def test_config_error_is_value_error():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +14,9 @@ from torch import nn
 
 import models
 from matching.spec import PermutationSpec
+from models import registry
+from utils.config import Config, PruningConfig, config_from_dict
+from utils.hashing import stable_hash
 
 SMALL = {  # (model_type, create kwargs, input shape) for cheap forward checks
     "mlp": ("MLP", {"image_size": 28, "mlp_hidden": [32, 16]}, (2, 1, 28, 28)),
@@ -190,3 +197,98 @@ def test_models_are_permutable(built) -> None:
     for model, _ in built.values():
         assert isinstance(model, models.PermutableModel)
         assert isinstance(model.permutation_spec(), PermutationSpec)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def _model_key_before_the_registry(cfg: Config) -> dict:
+    """``phases/keys.py::model_key`` as it was before the registry (commit 2952f30), verbatim.
+
+    Kept here as the reference: artifact folders are named by hashes of keys that contain this
+    dict, so ``registry.model_settings`` must reproduce it exactly or every stored artifact is orphaned.
+    """
+    model_type = "ResNet" if cfg.model_type == "ResNet20" else cfg.model_type
+    key: dict = {"model_type": model_type, "width_multiplier": cfg.width_multiplier}
+    if model_type == "MLP":
+        key["mlp_hidden"] = list(cfg.mlp_hidden)
+    if model_type == "VGG11":
+        key.update(batchnorm=cfg.batchnorm, init_weights=cfg.init_weights)
+    return key
+
+
+# (config overrides, stable_hash of the model key computed before the registry existed)
+MODEL_KEY_CASES = [
+    ({"model_type": "ResNet"}, "0c8606983366"),
+    ({"model_type": "ResNet20", "width_multiplier": 4}, "769165a01534"),
+    ({"model_type": "VGG11"}, "7a4ca2bbb29c"),
+    ({"model_type": "VGG11", "batchnorm": True, "init_weights": True, "width_multiplier": 2}, "f996408815bb"),
+    ({"model_type": "ResNet50"}, "771cde999905"),
+    ({"model_type": "MLP"}, "c6b20cdb5739"),
+    ({"model_type": "MLP", "mlp_hidden": [16, 8], "width_multiplier": 3}, "b658e65aa905"),
+    # Other models' fields never enter a key: a ResNet with batchnorm/mlp_hidden set keys as a plain one.
+    ({"model_type": "ResNet", "batchnorm": True, "mlp_hidden": [7]}, "0c8606983366"),
+    ({"model_type": "MLP", "init_weights": True}, "c6b20cdb5739"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "frozen"), MODEL_KEY_CASES, ids=[str(o) for o, _ in MODEL_KEY_CASES])
+def test_model_settings_reproduce_the_old_model_key(overrides, frozen) -> None:
+    cfg = config_from_dict({**overrides, "device": "cpu"}, check_data=False)
+    settings = registry.model_settings(cfg)
+    expected = _model_key_before_the_registry(cfg)
+    assert settings == expected and list(settings) == list(expected)  # same keys, same order
+    assert stable_hash(settings) == frozen
+
+
+def test_every_model_type_has_a_model_key_case() -> None:
+    covered = {registry.canonical_model_type(o["model_type"]) for o, _ in MODEL_KEY_CASES}
+    assert covered == set(registry.MODELS)
+    assert {o["model_type"] for o, _ in MODEL_KEY_CASES} == set(registry.MODEL_TYPES)
+
+
+def test_registry_names_and_aliases() -> None:
+    assert list(registry.MODELS) == ["ResNet", "VGG11", "ResNet50", "MLP"]
+    assert registry.MODEL_TYPES == ("ResNet", "ResNet20", "VGG11", "ResNet50", "MLP")
+    assert models.MODEL_TYPES == registry.MODEL_TYPES
+    assert registry.MODELS["ResNet"].aliases == ("ResNet20",)
+    for name, entry in registry.MODELS.items():
+        assert entry.name == name and registry.canonical_model_type(name) == name
+    assert registry.canonical_model_type("ResNet20") == "ResNet"
+    for bad in ("resnet", "ResNet18", "", None):
+        with pytest.raises(ValueError, match="unknown model_type .*choose one of ResNet, ResNet20, VGG11"):
+            registry.canonical_model_type(bad)
+
+
+def test_registry_architecture_fields_and_tolerances() -> None:
+    fields = {name: set(e.arch_fields) for name, e in registry.MODELS.items()}
+    assert fields == {"ResNet": set(), "VGG11": {"batchnorm", "init_weights"}, "ResNet50": set(), "MLP": {"mlp_hidden"}}
+    tolerances = {name: registry.tolerance_field(name) for name in registry.MODEL_TYPES}
+    assert tolerances == {"ResNet": "tolerance_resnet20", "ResNet20": "tolerance_resnet20",
+                          "ResNet50": "tolerance_resnet20", "MLP": "tolerance_resnet20", "VGG11": "tolerance_vgg11"}
+    assert {e.tolerance_field for e in registry.MODELS.values()} <= {f.name for f in dataclasses.fields(PruningConfig)}
+    # A config object lacking a field builds and keys like a default Config: the defaults agree.
+    default = Config()
+    for entry in registry.MODELS.values():
+        for name in entry.arch_fields:
+            assert registry.model_settings(SimpleNamespace(model_type=entry.name))[name] == getattr(default, name)
+
+
+def test_every_registered_name_builds() -> None:
+    for name in registry.MODEL_TYPES:
+        if name == "ResNet50":
+            continue  # built (at 64 px) by the `built` fixture; 25M parameters are slow on 2 shared cores
+        model = models.build_model(SimpleNamespace(model_type=name, dataset="cifar10"))
+        assert isinstance(model, models.PermutableModel)
+        assert type(model).__name__ == {"ResNet": "ResNet20", "ResNet20": "ResNet20", "VGG11": "VGG",
+                                        "MLP": "MLP"}[name]
+
+
+def test_registry_is_cheap_to_import() -> None:
+    """utils.config imports the registry: it must not pull in the model classes (torchvision above all)."""
+    code = ("import sys, models.registry, utils.config; "
+            "print(sorted(m for m in ('models.build', 'models.resnet50', 'models.vgg', 'torchvision') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"

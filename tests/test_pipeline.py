@@ -44,6 +44,13 @@ def run(tmp_path: Path, cfg: dict, *args: str, name: str = "cfg.yaml") -> int:
         os.chdir(old)
 
 
+def run_dir(save: Path, label: str, seed: int = 0) -> Path:
+    """The run directory of a config label: ``<label>-<config hash>/seed_N`` (exactly one must exist)."""
+    found = sorted(save.glob(f"{label}-*/seed_{seed}"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def artifacts(save: Path, kind: str) -> list[Path]:
     return sorted(p for p in (save / "artifacts").glob(f"{kind}-*"))
 
@@ -54,14 +61,14 @@ def test_both_phases_end_to_end(tmp_path, fake_cifar10, capsys):
     assert run(tmp_path, cfg, "-pretrain", "True") == 0
     out = capsys.readouterr().out
     assert "Phase 1" in out and "pi(A)" in out
-    run_dir = save / "cfg" / "seed_0"
-    results = json.loads((run_dir / "results.json").read_text())
+    run_dir_ = run_dir(save, "cfg")
+    results = json.loads((run_dir_ / "results.json").read_text())
     assert results["sparse"] == {}
     for k in (1, 0):
         assert run(tmp_path, cfg, "-pretrain", "False", "--rewind", str(k)) == 0
     assert "Phase 2" in capsys.readouterr().out
 
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir_ / "results.json").read_text())
     assert isinstance(results["config_hash"], str) and results["seed"] == 0
     for who in ("A", "B", "A_permuted"):
         assert set(results["dense"][who]) >= {"accuracy", "loss"}
@@ -79,12 +86,11 @@ def test_both_phases_end_to_end(tmp_path, fake_cifar10, capsys):
             assert 0 <= entry["accuracy"] <= 100 and entry["loss"] > 0
 
     # The run directory holds what DESIGN §3.3 lists.
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["pruning"]["sparsity"] == 0.6
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert yaml.safe_load((run_dir_ / "config.yaml").read_text())["pruning"]["sparsity"] == 0.6
+    records = [json.loads(line) for line in (run_dir_ / "metrics.jsonl").read_text().splitlines()]
     runs = {r["run"] for r in records}
     assert {"dense_A", "dense_B", "imp_round_1", "sparse_lth_k0", "sparse_permuted_k1"} <= runs
-    match_dir = artifacts(save, "match")[0]
-    perm, meta = load_tensors(match_dir / "permutation.safetensors")
+    perm, meta = load_tensors(artifacts(save, "perm")[0] / "permutation.safetensors")
     assert set(perm) == {"hidden1", "hidden2"} and all(p.dtype == torch.int64 for p in perm.values())
     for p in perm.values():
         assert torch.equal(p.sort().values, torch.arange(48))
@@ -92,7 +98,7 @@ def test_both_phases_end_to_end(tmp_path, fake_cifar10, capsys):
     # Masked weights are exactly zero in every saved sparse checkpoint, at the IMP sparsity.
     imp_dir = artifacts(save, "imp")[0]
     mask_a, _ = load_tensors(imp_dir / "mask.safetensors")
-    mask_p, _ = load_tensors(match_dir / "mask_a_permuted.safetensors")
+    mask_p, _ = load_tensors(artifacts(save, "pmask")[0] / "mask_a_permuted.safetensors")
     sparse_dirs = artifacts(save, "sparse")
     assert len(sparse_dirs) == 8
     for d in sparse_dirs:
@@ -112,12 +118,12 @@ def test_resume_after_a_kill_between_steps_and_refusal_of_other_configs(tmp_path
     cfg = tiny_config(fake_cifar10, save, sparse__random_control=False)
     import phases.runner as runner
 
-    real = runner.ensure_matching
+    real = runner.ensure_permutation
 
     def killed(ctx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "ensure_matching", killed)
+    monkeypatch.setattr(runner, "ensure_permutation", killed)
     assert run(tmp_path, cfg, "-pretrain", "True") == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
     done = {p: p.stat().st_mtime_ns for kind in ("dense", "imp") for p in artifacts(save, kind)}
@@ -127,9 +133,9 @@ def test_resume_after_a_kill_between_steps_and_refusal_of_other_configs(tmp_path
     # Phase 2 before phase 1 finished: refused, naming the command that makes the artifacts.
     assert run(tmp_path, cfg, "-pretrain", "False", "--rewind", "1") == 2
     err = capsys.readouterr().err
-    assert "phase-1 artifacts missing" in err and "-pretrain True" in err and "match" in err
+    assert "phase-1 artifacts missing" in err and "-pretrain True" in err and "perm" in err
 
-    monkeypatch.setattr(runner, "ensure_matching", real)
+    monkeypatch.setattr(runner, "ensure_permutation", real)
     assert run(tmp_path, cfg, "-pretrain", "True") == 0
     out = capsys.readouterr().out
     assert out.count("reusing") == 3  # dense A, IMP, dense B: nothing retrained
@@ -160,12 +166,14 @@ def test_configs_differing_only_in_sparsity_share_dense_models(tmp_path, fake_ci
     # IMP rounds are shared too: 30% per round gives 30%, 51% for both targets, then 60% caps its third round.
     assert "[imp] round 1: reusing" in out and "[imp] round 2: reusing" in out
     assert "[imp] round 3: reusing" not in out and "[imp] round 3: removed 30.0%" in out
-    metrics80 = [json.loads(line) for line in (save / "s80" / "seed_0" / "metrics.jsonl").read_text().splitlines()]
+    metrics80 = [json.loads(line) for line in (run_dir(save, "s80") / "metrics.jsonl").read_text().splitlines()]
     assert {r["run"] for r in metrics80} >= {"imp_round_1", "imp_round_2", "imp_round_3", "imp_round_4"}
     assert {p: (p / "metrics.jsonl").read_text() for p in artifacts(save, "dense")} == dense  # no dense epoch
-    assert len(artifacts(save, "imp")) == 2 and len(artifacts(save, "match")) == 2
-    r60 = json.loads((save / "s60" / "seed_0" / "results.json").read_text())
-    r80 = json.loads((save / "s80" / "seed_0" / "results.json").read_text())
+    assert len(artifacts(save, "imp")) == 2 and len(artifacts(save, "pmask")) == 2
+    # The permutation depends on dense A and B only: one for both sparsities.
+    assert len(artifacts(save, "perm")) == 1 and "[match] reusing" in out
+    r60 = json.loads((run_dir(save, "s60") / "results.json").read_text())
+    r80 = json.loads((run_dir(save, "s80") / "results.json").read_text())
     assert r60["dense"]["A"] == r80["dense"]["A"]
     assert abs(r80["imp"]["sparsity"] - 0.8) <= 0.005 and r80["imp"]["rounds"] > r60["imp"]["rounds"]
 
@@ -175,7 +183,7 @@ def test_resnet20_phase1_with_weight_matching(tmp_path, fake_cifar10):
     cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=2, train_subset=256,
                       test_subset=128, matching__method="weight", rewind_points=[0])
     assert run(tmp_path, cfg, "-pretrain", "True") == 0
-    results = json.loads((save / "cfg" / "seed_0" / "results.json").read_text())
+    results = json.loads((run_dir(save, "cfg") / "results.json").read_text())
     assert results["dense"]["A_permuted"]["accuracy"] == pytest.approx(results["dense"]["A"]["accuracy"], abs=0.5)
     assert results["matching"]["method"] == "weight"
 
@@ -262,7 +270,7 @@ def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_results(tmp_pat
     proc.wait()
     subprocess.run([*command, "-config", "cfg.yaml"], cwd=tmp_path, env=env, check=True, capture_output=True)
 
-    ref = json.loads((tmp_path / "ref" / "ref" / "seed_0" / "results.json").read_text())
-    got = json.loads((tmp_path / "runs" / "cfg" / "seed_0" / "results.json").read_text())
+    ref = json.loads((run_dir(tmp_path / "ref", "ref") / "results.json").read_text())
+    got = json.loads((run_dir(tmp_path / "runs", "cfg") / "results.json").read_text())
     for key in ("dense", "imp", "matching"):
         assert got[key] == ref[key], key

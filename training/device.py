@@ -21,10 +21,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("fp32", "bf16")
+# One process trains under one config, so its precision is process state, set once by the runner;
+# evaluation deep inside matching and interpolation must use the same precision as training.
+_precision = "fp32"
+
+
+def set_precision(precision: str) -> None:
+    """``fp32`` (the paper's tables) or ``bf16`` autocast for every training and evaluation after this."""
+    global _precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _precision = precision
+
+
+def get_precision() -> str:
+    return _precision
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (the tensor cores' fast path); full fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when the precision is ``bf16`` (CUDA or CPU); full fp32 otherwise.
+
+    Precision is part of the dense artifact key: a bf16 model is not the same
+    artifact as an fp32 one, whichever device made it.
+    """
+    if _precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -6,6 +6,7 @@ differ only in their :class:`TrainSpec` and masks.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -51,8 +52,12 @@ class TrainSpec:
 
 @dataclass
 class TrainOutcome:
-    final: EvalResult  # test metrics after the last epoch
+    final: EvalResult  # test metrics after the last epoch trained
     epochs_run: int  # epochs actually trained in this call (0 when already complete)
+
+
+class TrainingDiverged(UserError):
+    """A non-finite loss: continuing would only write NaN weights and NaN results."""
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -108,6 +113,7 @@ def train(
     on_checkpoint: Callable[[int, nn.Module], None] | None = None,
     step_fn: Callable | None = None,
     progress: bool | None = None,
+    stop_after: int | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place for ``spec.epochs`` epochs.
 
@@ -117,7 +123,11 @@ def train(
     (seed, e), the resumed run ends with exactly the weights of an
     uninterrupted one. ``on_checkpoint(k, model)`` is called after k epochs
     for every k in ``spec.save_epochs`` (k = 0 before any training).
-    ``progress=None`` shows tqdm bars only on a terminal.
+    ``progress=None`` shows tqdm bars only on a terminal. ``stop_after=e``
+    ends after epoch e of the same schedule (to re-derive early checkpoints).
+
+    A non-finite training or test loss raises :class:`TrainingDiverged`
+    before that epoch's state is saved, so the last good state is kept.
     """
     optimizer = make_optimizer(model, spec)
     schedule = make_schedule(optimizer, spec.epochs)
@@ -135,7 +145,8 @@ def train(
     forward = step_fn if step_fn is not None else model  # a compiled module has no truth value
     final: EvalResult | None = None
     show = None if progress is None else not progress
-    bar = tqdm(range(start, spec.epochs), desc=name, unit="ep", disable=show, initial=start,
+    end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
+    bar = tqdm(range(start, end), desc=name, unit="ep", disable=show, initial=start,
                total=spec.epochs, dynamic_ncols=True)
     for epoch in bar:
         began = time.perf_counter()
@@ -145,7 +156,7 @@ def train(
         batches = tqdm(data.train_batches(epoch, spec.seed), total=data.batches_per_epoch, leave=False,
                        desc=f"{name} epoch {epoch + 1}", unit="batch", disable=show, dynamic_ncols=True)
         for x, y in batches:
-            with autocast(device):
+            with autocast(device):  # bf16 only when the config's precision asks for it
                 loss = F.cross_entropy(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -160,14 +171,16 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
         done = epoch + 1
+        record = {"run": name, "epoch": done, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
+        check_finite(record["train_loss"], "training", name, done, lr, state_path)
+        if done % spec.eval_every == 0 or done == end:
+            result = evaluate(model, data.test_batches())
+            check_finite(result.loss, "test", name, done, lr, state_path)
+            record.update(test_accuracy=result.accuracy, test_loss=result.loss)
+            final = result if done == end else None
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{result.accuracy:.2f}")
         if on_checkpoint and done in spec.save_epochs:
             on_checkpoint(done, model)
-        record = {"run": name, "epoch": done, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
-        if done % spec.eval_every == 0 or done == spec.epochs:
-            result = evaluate(model, data.test_batches())
-            record.update(test_accuracy=result.accuracy, test_loss=result.loss)
-            final = result if done == spec.epochs else None
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{result.accuracy:.2f}")
         record["seconds"] = round(time.perf_counter() - began, 3)
         if metrics:
             metrics.log(record)
@@ -176,4 +189,12 @@ def train(
     bar.close()
     if final is None:
         final = evaluate(model, data.test_batches())
-    return TrainOutcome(final=final, epochs_run=spec.epochs - start)
+    return TrainOutcome(final=final, epochs_run=max(end - start, 0))
+
+
+def check_finite(loss: float, which: str, name: str, epoch: int, lr: float, state_path: Path | None) -> None:
+    if math.isfinite(loss):
+        return
+    kept = f"; the state after epoch {epoch - 1} is kept in {state_path}" if state_path and epoch > 1 else ""
+    raise TrainingDiverged(f"[{name}] epoch {epoch}: the {which} loss is {loss} at lr {lr:g}: training diverged"
+                           f"{kept}; lower the learning rate")

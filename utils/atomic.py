@@ -1,7 +1,9 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 An interrupted run therefore never leaves a truncated file behind: readers see
-either the old content or the new, never half of it.
+either the old content or the new, never half of it. Temp files are named
+``.<name>.<random>.tmp`` so that :func:`sweep_temp_files` can remove those a
+killed process left behind.
 """
 
 from __future__ import annotations
@@ -13,15 +15,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask_mode() -> int:
+    # mkstemp creates 0600 files; the final file should get what open() would give it.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and move the finished file onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _umask_mode())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -41,3 +53,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def is_temp_file(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
+
+
+def sweep_temp_files(folder: str | os.PathLike) -> int:
+    """Remove temp files that a killed writer left in ``folder``; call only while holding its lock."""
+    removed = 0
+    for p in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            p.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

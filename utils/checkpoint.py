@@ -3,10 +3,15 @@
 Nothing is pickled: tensors go to safetensors, everything else (epoch numbers,
 scheduler state, hyper-parameters) is JSON stored in the file's metadata, so a
 checkpoint is one self-contained, atomically written file.
+
+Every file also carries a sha256 of its tensors and metadata, checked on every
+load: safetensors itself would happily return a tensor with a flipped byte, or
+a training state whose ``epoch`` was edited, and the run would go on from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,8 +22,29 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from utils.atomic import atomic_write
+from utils.errors import UserError
 
 _META_KEY = "sparse_rebasin"
+_SUM_KEY = "sparse_rebasin.sha256"
+
+
+class DamagedFile(UserError):
+    """A tensor file that cannot be read back as written (truncated, garbled, edited)."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+        super().__init__(f"{path} is damaged ({why}); delete its folder {path.parent} to recompute it")
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor], meta_json: str) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes of CPU tensors, and the metadata text."""
+    h = hashlib.sha256(meta_json.encode())
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: Any = None) -> None:
@@ -31,21 +57,40 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
         if ptr in seen:
             flat[k] = v.clone()
         seen.add(ptr)
-    metadata = {_META_KEY: json.dumps(meta if meta is not None else {})}
+    meta_json = json.dumps(meta if meta is not None else {})
+    metadata = {_META_KEY: meta_json, _SUM_KEY: tensors_digest(flat, meta_json)}
     atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
 
 
 def load_tensors(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], Any]:
-    """Read a file written by :func:`save_tensors`: (tensors, meta)."""
+    """Read a file written by :func:`save_tensors`: (tensors, meta), after checking its sha256.
+
+    A file that is missing raises ``FileNotFoundError``; one that is truncated,
+    garbled or edited raises :class:`DamagedFile` (one line naming the file).
+    """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(path)
     tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device=str(device)) as f:
-        for key in f.keys():
-            tensors[key] = f.get_tensor(key)
-        raw = (f.metadata() or {}).get(_META_KEY, "{}")
-    return tensors, json.loads(raw)
+    try:
+        # Read on the CPU: the checksum is over host bytes; moving to the device comes after.
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+            metadata = f.metadata() or {}
+        raw = metadata.get(_META_KEY, "{}")
+        meta = json.loads(raw)
+    except Exception as err:  # safetensors raises its own error types, and OSError for short reads
+        first = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise DamagedFile(path, f"unreadable: {first}") from None
+    stored = metadata.get(_SUM_KEY)
+    if stored is not None and stored != tensors_digest(tensors, raw):
+        raise DamagedFile(path, "checksum mismatch")
+    if str(device) != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    return tensors, meta
 
 
 def split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

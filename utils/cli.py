@@ -44,6 +44,18 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _pos_int(text: str) -> int:
+    # -threads 0 used to pass here and then read as "not given" (the runner tests truthiness); the
+    # config rejects `threads: 0`, so the command line does too.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 @dataclass
 class Args:
     config: str | None
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-rewind", "--rewind", type=_nonneg_int, default=None, metavar="K",
                    help="phase 2 only: the rewind epoch (one of the config's rewind_points; default all)")
     p.add_argument("-device", "--device", default=None, help="override the config's device (cpu, cuda, cuda:1)")
-    p.add_argument("-threads", "--threads", type=_nonneg_int, default=None, metavar="N",
+    p.add_argument("-threads", "--threads", type=_pos_int, default=None, metavar="N",
                    help="override the config's CPU thread count for PyTorch")
     p.add_argument("-save_path", "--save-path", "--save_path", dest="save_path", default=None, metavar="DIR",
                    help="override the config's save_path (where artifacts and run directories go)")

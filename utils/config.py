@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -20,11 +21,12 @@ from typing import Any
 import yaml
 
 from data.info import DATASETS
+from models.registry import MODEL_TYPES, canonical_model_type, tolerance_field
 from utils.errors import UserError
 
-MODEL_TYPES = ("ResNet", "ResNet20", "VGG11", "ResNet50", "MLP")
 MATCHING_METHODS = ("activation", "weight")
 SPARSE_RUNS = ("lth", "naive", "permuted", "random")
+PRECISIONS = ("fp32", "bf16")
 # Where Debian's dataset-fashion-mnist package puts its files; the data layer
 # falls back to it, so validation must accept it too.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -32,6 +34,10 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 class ConfigError(UserError, ValueError):
     """A config or command line that cannot be run; the message is one line."""
+
+
+class _NotFinite(ConfigError):
+    """A float key holding NaN or ±inf: reported as is, not as "expected a number (or null)"."""
 
 
 @dataclass
@@ -59,10 +65,13 @@ class PruningConfig:
     weight_decay: float = 0.0
     rewind_epoch: int | None = None  # IMP with weight rewinding instead of fine-tuning
 
+    def tolerance_key(self, model_type: str) -> str:
+        """The key (under ``pruning``) whose tolerance applies to ``model_type``: the override, else the registry's."""
+        return "tolerance" if self.tolerance is not None else tolerance_field(model_type)
+
     def tolerance_for(self, model_type: str) -> float:
-        if self.tolerance is not None:
-            return self.tolerance
-        return self.tolerance_vgg11 if model_type == "VGG11" else self.tolerance_resnet20
+        """IMP's stopping tolerance for ``model_type`` (ValueError if the model is unknown)."""
+        return getattr(self, self.tolerance_key(model_type))
 
 
 @dataclass
@@ -100,6 +109,9 @@ class Config:
     num_workers: int = 8
     device: str = "cuda"
     compile: bool = False
+    # fp32 | bf16: train and evaluate under bf16 autocast. Part of the dense artifact key; bf16 autocast
+    # runs on CPU too.
+    precision: str = "fp32"
     threads: int | None = None  # CPU threads for PyTorch; null: one per core but one (see training/device.py)
     eval_every: int = 1
     rewind_points: list[int] = field(default_factory=lambda: [0, 5, 10, 15, 20, 25, 50, 75, 100])
@@ -118,7 +130,7 @@ class Config:
         root = self.dataset_root
         if isinstance(root, dict):
             root = root[self.dataset]
-        return Path(os.path.expandvars(os.path.expanduser(root)))
+        return Path(_expand(root))
 
     @property
     def b_epochs(self) -> int:
@@ -160,6 +172,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, where)
+            except _NotFinite:
+                raise
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -180,14 +194,25 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # YAML 1.1 reads `5e-4` as a string; accept what is clearly a number.
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond float's range
+                number = math.inf
+        # YAML 1.1 reads `5e-4` as a string; accept what is clearly a number.
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            # Every float of the config goes through here, so this one check covers them all: YAML's
+            # `.nan`/`.inf`, and strings float() accepts ("nan", "inf", "1e999"). A NaN would pass
+            # every range check below (all comparisons with it are false) and poison a whole run.
+            if not math.isfinite(number):
+                raise _NotFinite(f"{where}: must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -220,7 +245,9 @@ def _check(cfg: Config, *, check_data: bool) -> None:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
 
-    if cfg.model_type not in MODEL_TYPES:
+    try:
+        canonical_model_type(cfg.model_type)
+    except ValueError:
         near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1, cutoff=0.4)
         fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(MODEL_TYPES)}"
              + (f" (did you mean {near[0]!r}?)" if near else ""))
@@ -257,6 +284,16 @@ def _check(cfg: Config, *, check_data: bool) -> None:
              f"got {cfg.pruning.sparsity}")
     if not 0.0 < cfg.pruning.prune_perc < 1.0:
         fail(f"pruning.prune_perc: must be strictly between 0 and 1, got {cfg.pruning.prune_perc}")
+    # IMP stops once within the tolerance of the target: one at or above the target stops it before its
+    # first round ("sparse" runs that are dense), a negative one is never met (it runs every allowed round).
+    applies = cfg.pruning.tolerance_key(cfg.model_type)
+    tol = getattr(cfg.pruning, applies)
+    if not 0.0 <= tol < cfg.pruning.sparsity:
+        fail(f"pruning.{applies}: must be in [0, pruning.sparsity={cfg.pruning.sparsity}) "
+             f"(the IMP tolerance for {cfg.model_type}), got {tol}")
+    for key in ("tolerance_resnet20", "tolerance_vgg11"):  # unused by this model, but never meaningful
+        if getattr(cfg.pruning, key) < 0:
+            fail(f"pruning.{key}: must be >= 0, got {getattr(cfg.pruning, key)}")
     for key in ("lr", "sparse_lr"):
         if getattr(cfg.optimizer, key) <= 0:
             fail(f"optimizer.{key}: must be positive, got {getattr(cfg.optimizer, key)}")
@@ -297,6 +334,8 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"dataset_root: no entry for dataset {cfg.dataset!r} (has {have})")
     if not (cfg.device in ("cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
         fail(f"device: must be cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    if cfg.precision not in PRECISIONS:
+        fail(f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if check_data and not cfg.download:
         root = cfg.data_root
         fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
@@ -304,9 +343,17 @@ def _check(cfg: Config, *, check_data: bool) -> None:
             fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
 
 
+def _expand(path: str) -> str:
+    """``~`` and ``$VARS`` expanded, as a shell would (an unset ``$VAR`` stays as written)."""
+    return os.path.expandvars(os.path.expanduser(path))
+
+
 def config_from_dict(raw: Any, *, check_data: bool = True) -> Config:
-    """Build and validate a Config from a parsed YAML mapping."""
+    """Build and validate a Config from a parsed YAML mapping; ``save_path`` comes back expanded."""
     cfg = _build(Config, raw, "")
+    # Expanded here, once, so every user of cfg.save_path (artifacts, run directories, messages) sees
+    # the same path; dataset_root stays as written (it may be a mapping) and `data_root` expands it.
+    cfg.save_path = _expand(cfg.save_path)
     _check(cfg, check_data=check_data)
     return cfg
 

@@ -1,0 +1,95 @@
+"""The artifact graph of one (config, seed): every node from the config alone, without IO.
+
+    dense A ──► IMP round chain ──► IMP target (M_A) ───────────────┐
+       │                                                            ├─► permuted mask pi(M_A)
+       ├──────────────► permutation pi ◄── dense B                  │
+       │                     │                 │                    │
+       └──► interpolation ◄──┴─────────────────┘                    │
+    sparse run (k, run): weights of A or B at k, mask M_A, pi(M_A) or random(M_A) ◄─┘
+
+The four sparsities of one width share dense A/B, the IMP rounds they have in
+common and pi; interpolation is a leaf, so its grid changes no training.
+"""
+
+from __future__ import annotations
+
+from phases.keys import (
+    PermutedMaskSettings,
+    as_key,
+    dense_settings,
+    imp_chain_settings,
+    imp_target_settings,
+    interpolation_settings,
+    match_settings,
+    sparse_settings,
+)
+from utils.artifacts import Artifact
+from utils.config import Config
+
+# run -> (whose weights at epoch k, which mask): one run type with different sources (DESIGN §6)
+SOURCES: dict[str, tuple[str, str]] = {
+    "lth": ("A", "imp"),
+    "naive": ("B", "imp"),
+    "permuted": ("B", "permuted_mask"),
+    "random": ("B", "random"),  # a random mask with M_A's per-layer density, drawn from the run seed
+}
+
+
+def dense(cfg: Config, seed: int, role: str) -> Artifact:
+    return Artifact(cfg.save_path, "dense", as_key(dense_settings(cfg, seed, role)))
+
+
+def imp_chain(cfg: Config, seed: int) -> Artifact:
+    return Artifact(cfg.save_path, "impchain", as_key(imp_chain_settings(cfg)), {"dense_a": dense(cfg, seed, "A")})
+
+
+def imp(cfg: Config, seed: int) -> Artifact:
+    return Artifact(cfg.save_path, "imp", as_key(imp_target_settings(cfg)), {"chain": imp_chain(cfg, seed)})
+
+
+def permutation(cfg: Config, seed: int) -> Artifact:
+    return Artifact(cfg.save_path, "perm", as_key(match_settings(cfg)),
+                    {"dense_a": dense(cfg, seed, "A"), "dense_b": dense(cfg, seed, "B")})
+
+
+def permuted_mask(cfg: Config, seed: int) -> Artifact:
+    return Artifact(cfg.save_path, "pmask", as_key(PermutedMaskSettings()),
+                    {"perm": permutation(cfg, seed), "imp": imp(cfg, seed)})
+
+
+def interpolation(cfg: Config, seed: int) -> Artifact:
+    return Artifact(cfg.save_path, "interp", as_key(interpolation_settings(cfg)),
+                    {"dense_a": dense(cfg, seed, "A"), "dense_b": dense(cfg, seed, "B"),
+                     "perm": permutation(cfg, seed)})
+
+
+def mask_source(cfg: Config, seed: int, run: str) -> Artifact:
+    return permuted_mask(cfg, seed) if SOURCES[run][1] == "permuted_mask" else imp(cfg, seed)
+
+
+def sparse(cfg: Config, seed: int, k: int, run: str) -> Artifact:
+    role = SOURCES[run][0]
+    return Artifact(cfg.save_path, "sparse", as_key(sparse_settings(cfg, k, run)),
+                    {"weights": dense(cfg, seed, role), "mask": mask_source(cfg, seed, run)})
+
+
+def sparse_runs(cfg: Config) -> list[str]:
+    runs = list(cfg.sparse.runs)
+    if cfg.sparse.random_control and "random" not in runs:
+        runs.append("random")
+    return runs
+
+
+def phase1_artifacts(cfg: Config, seed: int) -> dict[str, Artifact]:
+    return {"dense_A": dense(cfg, seed, "A"), "imp": imp(cfg, seed), "dense_B": dense(cfg, seed, "B"),
+            "perm": permutation(cfg, seed), "pmask": permuted_mask(cfg, seed),
+            "interp": interpolation(cfg, seed)}
+
+
+def run_artifacts(cfg: Config, seed: int, rewinds: list[int] | None = None) -> dict[str, Artifact]:
+    """Every artifact a (config, seed) uses, by a stable name (``sparse_<run>_k<k>`` for sparse runs)."""
+    arts = phase1_artifacts(cfg, seed)
+    for k in cfg.rewind_points if rewinds is None else rewinds:
+        for run in sparse_runs(cfg):
+            arts[f"sparse_{run}_k{k}"] = sparse(cfg, seed, k, run)
+    return arts
