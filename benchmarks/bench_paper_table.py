@@ -3,8 +3,8 @@
 Counted, not timed, from the configs in ``configs/`` (CIFAR-10 ResNet20; the
 paper's settings where a width has no config). Phase 1 of the original code
 retrains dense A and B for every config; ours keys dense A and B by what they
-depend on (``phases.keys.dense_key``: model, data, optimizer, epochs, seed; not
-the sparsity), so the four sparsities of a width share one A and one B. IMP
+depend on (``phases.graph.dense``: model, data, optimizer, epochs, precision, seed;
+not the sparsity), so the four sparsities of a width share one A and one B. IMP
 (``planned_rounds`` x epochs per round) and phase 2 (each sparse run trains
 ``sparse_epochs - k`` epochs per rewind point k) are the same in both.
 """
@@ -15,7 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import REPO, add_check, add_table, base_parser, emit, new_section
-from phases.keys import dense_key, imp_chain_key
+from models.registry import canonical_model_type
+from phases import graph
 from pruning.imp import planned_amounts, planned_rounds
 from utils.config import Config, config_from_dict, load_config
 from utils.hashing import stable_hash
@@ -39,7 +40,7 @@ def load_tables(config_dir: Path) -> tuple[dict[int, list[tuple[str, Config]]], 
             cfg = load_config(path, check_data=False)
         except Exception:  # a config another engineer is still writing: count the others
             continue
-        if cfg.dataset == "cifar10" and cfg.model_type in ("ResNet", "ResNet20"):
+        if cfg.dataset == "cifar10" and canonical_model_type(cfg.model_type) == "ResNet":
             by_width[cfg.width_multiplier].append((path.name, cfg))
     source = f"{config_dir.relative_to(REPO) if config_dir.is_relative_to(REPO) else config_dir}/*.yaml"
     if not by_width:
@@ -65,10 +66,10 @@ def count(configs: list[Config], seed: int = 0) -> dict[str, int]:
     original_dense = 0
     for cfg in configs:
         for role, epochs in (("A", cfg.epochs), ("B", cfg.b_epochs)):
-            dense_ours[stable_hash(dense_key(cfg, seed, role))] = epochs
+            dense_ours[graph.dense(cfg, seed, role).hash] = epochs
             original_dense += epochs
         p = cfg.pruning
-        chain = stable_hash(imp_chain_key(cfg, seed))
+        chain = graph.imp_chain(cfg, seed).hash
         amounts = planned_amounts(p.sparsity, p.prune_perc, p.tolerance_for(cfg.model_type), p.prune_epochs)
         for r in range(1, len(amounts) + 1):  # a round is identified by its chain and all amounts up to it
             imp_rounds_ours[stable_hash([chain, amounts[:r]])] = p.train_epochs_per_prune

@@ -123,11 +123,11 @@ def run_from_args(args: Args) -> int:
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
     ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
                      command=command, progress=args.progress, config_path=args.config,
-                     verbose=getattr(args, "verbose", False))
+                     verbose=args.verbose)
     set_cpu_threads(cfg.threads, ctx.device)
     set_precision(cfg.precision)
-    artifacts.VERIFY_ALWAYS = getattr(args, "verify", False)
-    locks.DEFAULT_TIMEOUT = getattr(args, "lock_timeout", None)
+    artifacts.VERIFY_ALWAYS = args.verify
+    locks.DEFAULT_TIMEOUT = args.lock_timeout
     torch.backends.cudnn.benchmark = ctx.device.type == "cuda"
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, precision {cfg.precision}, "

@@ -117,7 +117,7 @@ def test_same_seed_same_result_different_seed_different(tmp_path, fake_cifar10):
     for i, seed in enumerate((5, 5, 6)):
         ctx = context({**raw, "save_path": str(tmp_path / f"r{i}")}, seed=seed)
         art = ensure_dense(ctx, "A")
-        finals.append(ctx.load_model(art.path("final.safetensors")).state_dict())
+        finals.append(ctx.load_model(art, "final.safetensors").state_dict())
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
     assert not all(torch.equal(finals[0][k], finals[2][k]) for k in finals[0])
 

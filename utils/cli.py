@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from typing import NoReturn
@@ -56,6 +57,16 @@ def _pos_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 @dataclass
 class Args:
     config: str | None
@@ -67,6 +78,9 @@ class Args:
     save_path: str | None
     progress: bool | None
     print_demo_config: bool
+    verify: bool = False
+    lock_timeout: float | None = None
+    verbose: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="always show progress bars (default: only on a terminal)")
     bars.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                       help="never show progress bars")
+    p.add_argument("--verify", action="store_true",
+                   help="hash every file of every artifact used against its manifest (default: sizes always, "
+                   "hashes of the files a process loads)")
+    p.add_argument("--lock-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="give up waiting for an artifact another process is making after this long "
+                   "(default: wait)")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail, e.g. each layer's density per IMP round")
     p.add_argument("--print-demo-config", action="store_true",
                    help="print the embedded demo's config as YAML (a starting point for your own) and exit")
     return p
@@ -110,4 +131,5 @@ def parse_args(argv: list[str] | None = None) -> Args:
         raise CLIError("--rewind belongs to phase 2: use it with -pretrain False")
     return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
                 threads=ns.threads,
-                save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config)
+                save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config,
+                verify=ns.verify, lock_timeout=ns.lock_timeout, verbose=ns.verbose)
