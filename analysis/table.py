@@ -3,8 +3,11 @@
     python -m analysis.table runs/                 # every config under runs/, markdown
     python -m analysis.table runs/ --csv out.csv   # also one CSV row per (config, k, run)
 
-Reads ``<save_path>/<config>/seed_<N>/results.json`` as the runner writes them;
-configs with no finished sparse run are listed with their phase-1 numbers only.
+Reads ``<save_path>/<config>-<hash>/seed_<N>/results.json`` as the runner writes
+them and groups seeds by the config hash they record, so two different configs
+with the same name are never averaged together as "seeds" (the table says when
+one name holds several configs). Configs with no finished sparse run are
+listed with their phase-1 numbers only.
 """
 
 from __future__ import annotations
@@ -22,14 +25,30 @@ RUN_ORDER = ("lth", "naive", "permuted", "random")
 
 
 def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
-    """config label -> the results.json of each of its seeds."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """Display label -> the results.json of each seed of one config (one config hash)."""
+    by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    labels: dict[str, str] = {}
     for path in sorted(save_path.glob("*/seed_*/results.json")):
         try:
-            found[path.parent.parent.name].append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
+            res = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
             print(f"skipping unreadable {path}", file=sys.stderr)
-    return dict(found)
+            continue
+        # Results written before run directories carried the hash: the folder name stands in for it.
+        h = res.get("config_hash") or path.parent.parent.name
+        by_hash[h].append(res)
+        labels.setdefault(h, res.get("config") or path.parent.parent.name)
+    names: dict[str, list[str]] = defaultdict(list)
+    for h, label in labels.items():
+        names[label].append(h)
+    found = {}
+    for label, hashes in sorted(names.items()):
+        if len(hashes) > 1:
+            print(f"note: {label!r} names {len(hashes)} different configs (config hashes {', '.join(hashes)}); "
+                  "they are shown apart", file=sys.stderr)
+        for h in hashes:
+            found[f"{label} [{h}]" if len(hashes) > 1 else label] = by_hash[h]
+    return found
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
