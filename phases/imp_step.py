@@ -15,7 +15,7 @@ from __future__ import annotations
 from phases import graph
 from phases.context import RunContext
 from phases.dense import checkpoint_name, ensure_checkpoint
-from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning
+from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning, planned_counts
 from pruning.masks import Masks, sparsity, weight_sparsity
 from training.evaluate import evaluate
 from training.loop import TrainSpec, train
@@ -38,6 +38,23 @@ def round_file(rnd: int, amounts: list[float]) -> str:
     return f"round_{rnd}-{stable_hash(amounts, 10)}.safetensors"
 
 
+def check_schedule(cfg, total: int) -> None:
+    """Stop before any fine-tuning when IMP cannot reach its target: a stalled round, or too few rounds."""
+    p = cfg.pruning
+    tolerance = p.tolerance_for(cfg.model_type)
+    try:
+        counts = planned_counts(total, p.sparsity, p.prune_perc, tolerance, p.prune_epochs)
+    except PruningStalled as err:
+        raise UserError(f"{err}: pruning.sparsity={p.sparsity} cannot be met more closely with {total} prunable "
+                        f"weights; raise the pruning tolerance (now {tolerance:g}) to at least {2.0 / total:.2g}") \
+            from None
+    reached = 1.0 - (total - sum(counts)) / total
+    if reached < p.sparsity - tolerance:
+        raise UserError(f"IMP would stop at sparsity {100 * reached:.2f}% after pruning.prune_epochs="
+                        f"{p.prune_epochs} rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or "
+                        "prune_perc")
+
+
 def ensure_imp(ctx: RunContext) -> Artifact:
     cfg = ctx.cfg
     art = graph.imp(cfg, ctx.seed)
@@ -54,6 +71,7 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
         chain.begin()
         model = ctx.load_model(dense_a, "final.safetensors")
         prunable = model.prunable_parameters()
+        check_schedule(cfg, sum(model.get_parameter(n).numel() for n in prunable))
         metrics = ctx.metrics_for(art.dir)
         amounts: list[float] = []  # of the rounds done so far: what identifies the next round in the chain
         history: list[dict] = []
@@ -103,20 +121,10 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
                         print(f"        {name:<40s} {100 * s:6.2f}%")
             art.remove_file("round_state.safetensors")
 
-        tolerance = p.tolerance_for(cfg.model_type)
-        try:
-            masks = iterative_magnitude_pruning(
-                model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=tolerance,
-                max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
-        except PruningStalled as err:
-            total = sum(model.get_parameter(n).numel() for n in prunable)
-            raise UserError(f"{err}: the target pruning.sparsity={p.sparsity} cannot be met more closely with "
-                            f"{total} prunable weights; raise the pruning tolerance (now {tolerance:g}) to at "
-                            f"least {2.0 / total:.2g}") from None
+        masks = iterative_magnitude_pruning(
+            model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=p.tolerance_for(cfg.model_type),
+            max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
     reached = sparsity(masks)
-    if reached < p.sparsity - tolerance:
-        raise UserError(f"IMP stopped at sparsity {100 * reached:.2f}% after pruning.prune_epochs={p.prune_epochs} "
-                        f"rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or prune_perc")
     final = evaluate(model, ctx.data.test_batches())
     save_tensors(art.path("mask.safetensors"), masks)
     ctx.save_model(art.path("model.safetensors"), model)

@@ -65,6 +65,28 @@ def planned_rounds(target: float, prune_perc: float, tolerance: float, max_round
     return len(planned_amounts(target, prune_perc, tolerance, max_rounds))
 
 
+def planned_counts(total: int, target: float, prune_perc: float, tolerance: float, max_rounds: int) -> list[int]:
+    """The exact number of weights each round will remove from ``total`` prunable weights.
+
+    Magnitude pruning removes ``round(amount * remaining)`` weights, so the
+    schedule is known in whole weights before any training; a round that would
+    remove none raises :class:`PruningStalled` here, before the hours of
+    fine-tuning that would come before it.
+    """
+    kept, counts = total, []
+    while len(counts) < max_rounds:
+        current = 1.0 - kept / total if total else 0.0
+        if reached(current, target, tolerance):
+            break
+        amount = next_amount(current, target, prune_perc)
+        n = round(amount * kept)
+        if n == 0:
+            raise PruningStalled(len(counts) + 1, amount, kept, current)
+        counts.append(n)
+        kept -= n
+    return counts
+
+
 def iterative_magnitude_pruning(
     model: nn.Module,
     prunable: list[str],
