@@ -47,8 +47,16 @@ def next_amount(current: float, target: float, prune_perc: float) -> float:
     return min(prune_perc, (target - current) / (1.0 - current))
 
 
-def reached(current: float, target: float, tolerance: float) -> bool:
-    return current >= target - tolerance
+def reached(current: float, target: float, tolerance: float, total: int | None = None) -> bool:
+    """Whether sparsity ``current`` is within ``tolerance`` of ``target``.
+
+    With ``total`` weights, being within half a weight of the target counts:
+    no whole number of weights is closer, so a ``tolerance`` of 0 means "as
+    close as whole weights allow" instead of rounds that can never get there.
+    The 1e-12 absorbs float error (1 - 1280/1600 is one ulp below 0.2).
+    """
+    slack = 0.5 / total if total else 0.0
+    return current >= target - tolerance - slack - 1e-12
 
 
 def planned_amounts(target: float, prune_perc: float, tolerance: float, max_rounds: int) -> list[float]:
@@ -76,7 +84,7 @@ def planned_counts(total: int, target: float, prune_perc: float, tolerance: floa
     kept, counts = total, []
     while len(counts) < max_rounds:
         current = 1.0 - kept / total if total else 0.0
-        if reached(current, target, tolerance):
+        if reached(current, target, tolerance, total):
             break
         amount = next_amount(current, target, prune_perc)
         n = round(amount * kept)
@@ -119,7 +127,8 @@ def iterative_magnitude_pruning(
     if masks is None:
         masks = full_masks({n: params[n].detach() for n in prunable})
     rnd = start_round
-    while rnd < max_rounds and not reached(sparsity(masks), target, tolerance):
+    total = sum(m.numel() for m in masks.values())
+    while rnd < max_rounds and not reached(sparsity(masks), target, tolerance, total):
         amount = next_amount(sparsity(masks), target, prune_perc)
         rnd += 1
         stored = restore(rnd, amount) if restore else None
