@@ -73,26 +73,33 @@ def planned_rounds(target: float, prune_perc: float, tolerance: float, max_round
     return len(planned_amounts(target, prune_perc, tolerance, max_rounds))
 
 
-def planned_counts(total: int, target: float, prune_perc: float, tolerance: float, max_rounds: int) -> list[int]:
-    """The exact number of weights each round will remove from ``total`` prunable weights.
+def planned_schedule(total: int, target: float, prune_perc: float, tolerance: float,
+                     max_rounds: int) -> list[tuple[float, int]]:
+    """(amount, weights removed) of every round IMP will run on ``total`` prunable weights.
 
-    Magnitude pruning removes ``round(amount * remaining)`` weights, so the
-    schedule is known in whole weights before any training; a round that would
-    remove none raises :class:`PruningStalled` here, before the hours of
-    fine-tuning that would come before it.
+    Magnitude pruning removes ``round(amount * remaining)`` weights and the
+    next amount follows from the sparsity reached, so the schedule is known in
+    whole weights, with the very amounts IMP will compute, before any
+    training. A round that would remove none raises :class:`PruningStalled`
+    here, before the hours of fine-tuning that would come before it.
     """
-    kept, counts = total, []
-    while len(counts) < max_rounds:
+    kept, rounds = total, []
+    while len(rounds) < max_rounds:
         current = 1.0 - kept / total if total else 0.0
         if reached(current, target, tolerance, total):
             break
         amount = next_amount(current, target, prune_perc)
         n = round(amount * kept)
         if n == 0:
-            raise PruningStalled(len(counts) + 1, amount, kept, current)
-        counts.append(n)
+            raise PruningStalled(len(rounds) + 1, amount, kept, current)
+        rounds.append((amount, n))
         kept -= n
-    return counts
+    return rounds
+
+
+def planned_counts(total: int, target: float, prune_perc: float, tolerance: float, max_rounds: int) -> list[int]:
+    """The number of weights each round will remove (see :func:`planned_schedule`)."""
+    return [n for _, n in planned_schedule(total, target, prune_perc, tolerance, max_rounds)]
 
 
 def iterative_magnitude_pruning(

@@ -1,0 +1,197 @@
+"""Run a plan through submitit: on Slurm (dependencies as ``afterok``), or locally, N jobs at once.
+
+Both executors run the same jobs (``sweep/job.py``) with the same specs, so a
+plan gives the same artifacts and numbers wherever it runs. Job logs go to
+``<save_path>/sweep/logs/`` and every sweep leaves a record in
+``<save_path>/sweep/records/`` naming each job's id and log, which
+``python -m sweep status`` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from sweep.job import StepJob
+from sweep.launcher import Launcher
+from sweep.plan import Job, Plan
+from utils.atomic import atomic_write_json
+from utils.errors import UserError
+
+
+def job_spec(plan: Plan, job: Job) -> dict[str, Any]:
+    maker = plan.targets[job.target]
+    consumers = [maker] + [plan.targets[t] for t in job.consumers if t != job.target]
+    return {"name": job.name, "step": job.step, "what": job.what, "args": job.args,
+            "targets": [t.as_dict() for t in consumers],
+            "command": f"python -m sweep {shlex.quote(maker.config_path)} -seeds {maker.seed}"}
+
+
+def logs_folder(save_path: Path) -> Path:
+    return save_path / "sweep" / "logs"
+
+
+class Record:
+    """``<save_path>/sweep/records/<time>-<pid>.json``: what a sweep asked for and which job makes what."""
+
+    def __init__(self, save_path: Path, plan: Plan, executor: str):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = save_path / "sweep" / "records" / f"{stamp}-{os.getpid()}.json"
+        self.data: dict[str, Any] = {
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, "executor": executor,
+            "targets": [t.as_dict() for t in plan.targets],
+            "jobs": {name: {"what": j.what, "deps": j.deps, "epochs": j.epochs, "job_id": None, "log": None,
+                            "state": "planned"} for name, j in plan.jobs.items()},
+        }
+        self.save()
+
+    def update(self, name: str, **fields: Any) -> None:
+        self.data["jobs"][name].update(fields)
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def _log_paths(job: submitit.Job) -> str:
+    return str(job.paths.stdout)
+
+
+# ------------------------------------------------------------------ Slurm
+
+
+def slurm_executor(save_path: Path, launcher: Launcher) -> submitit.SlurmExecutor:
+    ex = submitit.SlurmExecutor(folder=logs_folder(save_path) / "%j", max_num_timeout=launcher.max_requeues)
+    params: dict[str, Any] = {
+        "job_name": "sweep", "time": launcher.time_min, "signal_delay_s": launcher.signal_delay_s,
+        "array_parallelism": launcher.array_throttle,
+        "additional_parameters": {"kill-on-invalid-dep": "yes", **launcher.sbatch},
+    }
+    for key, value in (("partition", launcher.partition), ("account", launcher.account), ("qos", launcher.qos),
+                       ("cpus_per_task", launcher.cpus_per_job)):
+        if value is not None:
+            params[key] = value
+    if launcher.gpus_per_job:
+        params["gpus_per_node"] = launcher.gpus_per_job
+    if launcher.mem_gb is not None:
+        params["mem"] = f"{int(launcher.mem_gb * 1024)}M"
+    ex.update_parameters(**params)
+    return ex
+
+
+def _levels(plan: Plan) -> list[list[str]]:
+    depth: dict[str, int] = {}
+    for name, job in plan.jobs.items():  # topological order: dependencies first
+        depth[name] = 1 + max((depth[d] for d in job.deps), default=-1)
+    levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for name, d in depth.items():
+        levels[d].append(name)
+    return levels
+
+
+def submit_slurm(plan: Plan, save_path: Path, launcher: Launcher, record: Record) -> dict[str, str]:
+    """Submit every job with ``afterok`` dependencies; jobs that share their dependencies go as one array."""
+    ex = slurm_executor(save_path, launcher)
+    ids: dict[str, str] = {}
+    for level in _levels(plan):
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for name in level:
+            key = tuple(sorted(ids[d] for d in plan.jobs[name].deps))
+            groups.setdefault(key, []).append(name)
+        for dep_ids, names in groups.items():
+            ex.update_parameters(dependency="afterok:" + ":".join(dep_ids) if dep_ids else None)
+            with ex.batch():
+                submitted = [ex.submit(StepJob(job_spec(plan, plan.jobs[n]))) for n in names]
+            for name, job in zip(names, submitted, strict=True):
+                ids[name] = job.job_id
+                record.update(name, job_id=job.job_id, log=_log_paths(job), state="submitted")
+                print(f"[sweep] submitted {job.job_id:<12} {plan.jobs[name].what:<34} {name}", flush=True)
+        record.save()
+    return ids
+
+
+def wait_slurm(record: Record, poll_s: float = 5.0) -> bool:
+    """Wait until every submitted job has left the queue; True when all their artifacts are complete."""
+    from sweep.status import queued_job_ids
+
+    pending = {j["job_id"] for j in record.data["jobs"].values() if j["job_id"]}
+    while pending:
+        in_queue = queued_job_ids()
+        pending = {j for j in pending if j in in_queue or j.split("_")[0] in in_queue}
+        if pending:
+            time.sleep(poll_s)
+    return True
+
+
+# ------------------------------------------------------------------ local
+
+
+def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record, poll_s: float = 0.5) -> bool:
+    """Run the plan on this machine, ``launcher.jobs`` at once, each on its own GPU when ``gpus`` are given.
+
+    Returns True when every job succeeded; a failed job's dependents are skipped, and its log is named.
+    """
+    ex = submitit.LocalExecutor(folder=logs_folder(save_path) / "%j", max_num_timeout=launcher.max_requeues)
+    ex.update_parameters(timeout_min=launcher.time_min)
+    pending = list(plan.jobs)
+    running: dict[str, tuple[submitit.Job, int | None]] = {}
+    finished: set[str] = set()
+    failed: set[str] = set()
+    free_gpus = list(launcher.gpus)
+    slots = min(launcher.jobs, len(launcher.gpus)) if launcher.gpus else launcher.jobs
+    while pending or running:
+        for name in list(pending):
+            if len(running) >= slots:
+                break
+            deps = plan.jobs[name].deps
+            if any(d in failed for d in deps):
+                pending.remove(name)
+                failed.add(name)
+                record.update(name, state="skipped")
+                print(f"[sweep] skipped {plan.jobs[name].what} ({name}): a job it needs failed", flush=True)
+                continue
+            if all(d in finished for d in deps):
+                spec = job_spec(plan, plan.jobs[name])
+                gpu = free_gpus.pop(0) if free_gpus else None
+                spec["gpu"] = gpu
+                job = ex.submit(StepJob(spec))
+                running[name] = (job, gpu)
+                pending.remove(name)
+                record.update(name, job_id=job.job_id, log=_log_paths(job), state="running")
+                record.save()
+                print(f"[sweep] started {plan.jobs[name].what:<34} {name}  log {_log_paths(job)}", flush=True)
+        for name, (job, gpu) in list(running.items()):
+            if not job.done():
+                continue
+            del running[name]
+            if gpu is not None:
+                free_gpus.append(gpu)
+            try:
+                job.result()
+                finished.add(name)
+                record.update(name, state="done")
+                print(f"[sweep] done    {plan.jobs[name].what:<34} {name}", flush=True)
+            except Exception as err:  # the job's own log holds the traceback
+                failed.add(name)
+                record.update(name, state="failed")
+                last = (str(err).strip().splitlines() or ["?"])[-1]
+                print(f"[sweep] FAILED  {plan.jobs[name].what:<34} {name}: {last}; log {_log_paths(job)}",
+                      flush=True)
+            record.save()
+        if pending or running:
+            time.sleep(poll_s)
+    return not failed
+
+
+def check_slurm_available() -> None:
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm needs Slurm's sbatch on PATH, and it is not here; run on a Slurm login "
+                        "node, or use --executor local")
+

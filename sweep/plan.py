@@ -1,0 +1,210 @@
+"""Plan a study: configs x seeds x rewind points -> a graph of jobs, one per artifact to make.
+
+Every (config, seed) expands into the artifacts it needs (``phases/graph.py``).
+Artifacts are named by their key, so the same artifact needed by several
+configs (dense A and B for the four sparsities of a width, the permutation,
+IMP rounds) is one job; complete artifacts are dropped. A job depends on the
+jobs that make its parents, so everything independent (e.g. all sparse runs
+of all rewind points) can run at once. IMP targets that share a round chain
+run one after another, smallest target first, so that each trains only the
+rounds the previous one did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from phases import graph
+from phases.dense import saved_epochs
+from phases.imp_step import round_file
+from pruning.imp import PruningStalled, planned_schedule
+from utils.artifacts import Artifact
+from utils.config import Config, config_from_dict
+
+
+@dataclass
+class Target:
+    """One (config, seed) the sweep asks for: what a single ``experiment.py`` command would run."""
+
+    label: str  # run directory label (the config path as experiment.py names it)
+    config_path: str
+    raw: dict[str, Any]  # the resolved config (overrides applied), as recorded in config.yaml
+    seed: int
+    rewinds: list[int]
+
+    @property
+    def cfg(self) -> Config:
+        return config_from_dict(self.raw, check_data=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "config_path": self.config_path, "config": self.raw, "seed": self.seed,
+                "rewinds": self.rewinds}
+
+
+@dataclass
+class Job:
+    name: str  # the artifact it makes, e.g. "dense-1a2b3c4d5e6f"
+    step: str  # dense | imp | perm | pmask | interp | sparse
+    what: str  # for people: "dense A", "sparse k=5 lth"
+    target: int  # index of the first target that needs it: its config makes the artifact
+    args: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+    epochs: int = 0  # training epochs this job will run (for the plan; 0 for matching and the like)
+    consumers: list[int] = field(default_factory=list)  # targets whose run directories it updates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "step": self.step, "what": self.what, "target": self.target,
+                "args": self.args, "deps": self.deps, "epochs": self.epochs, "consumers": self.consumers}
+
+
+@dataclass
+class Plan:
+    targets: list[Target]
+    jobs: dict[str, Job]  # in an order where every job comes after its dependencies
+    done: set[str]  # artifacts needed and already complete
+    separate_epochs: int  # what launching each (config, seed) on its own would train, sharing nothing
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(j.epochs for j in self.jobs.values())
+
+
+def _count_prunable(cfg: Config, cache: dict[str, int]) -> int:
+    from models import build_model  # building models is the slow part of planning: only when needed
+
+    key = repr((cfg.model_type, cfg.width_multiplier, cfg.mlp_hidden, cfg.batchnorm, cfg.dataset))
+    if key not in cache:
+        model = build_model(cfg)
+        cache[key] = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
+    return cache[key]
+
+
+def imp_schedule(cfg: Config, cache: dict[str, int]) -> list[float]:
+    """The amounts of every IMP round of this config, exactly as IMP will compute them."""
+    p = cfg.pruning
+    try:
+        return [a for a, _ in planned_schedule(_count_prunable(cfg, cache), p.sparsity, p.prune_perc,
+                                               p.tolerance_for(cfg.model_type), p.prune_epochs)]
+    except PruningStalled:
+        return []  # the IMP job itself will stop with the error that explains it
+
+
+def build_plan(targets: list[Target]) -> Plan:
+    jobs: dict[str, Job] = {}
+    done: set[str] = set()
+    dense_needs: dict[str, set[int]] = {}
+    chain_targets: dict[str, list[tuple[float, str]]] = {}  # chain -> (sparsity, imp job) to order
+    rounds_to_train: dict[str, set[tuple[float, ...]]] = {}  # chain -> rounds (amount prefixes) to train
+    cache: dict[str, int] = {}
+    separate = 0
+
+    def need(art: Artifact, t: int, step: str, what: str, args: dict[str, Any], deps: list[str],
+             epochs: int = 0) -> str | None:
+        """Register the job that makes ``art`` (once), or None when it is complete."""
+        if art.complete:
+            done.add(art.name)
+            return None
+        job = jobs.get(art.name)
+        if job is None:
+            job = jobs[art.name] = Job(art.name, step, what, t, args, [d for d in deps if d], epochs)
+        if t not in job.consumers:
+            job.consumers.append(t)
+        return art.name
+
+    for t, target in enumerate(targets):
+        cfg, seed = target.cfg, target.seed
+        rewinds = set(target.rewinds)
+        runs = graph.sparse_runs(cfg)
+        imp_amounts = imp_schedule(cfg, cache)
+        p = cfg.pruning
+        separate += cfg.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
+        separate += len(runs) * sum(cfg.total_sparse_epochs - k for k in rewinds)
+
+        dense_jobs = {}
+        for role in ("A", "B"):
+            art = graph.dense(cfg, seed, role)
+            epochs_needed = set(rewinds) | ({p.rewind_epoch} if role == "A" and p.rewind_epoch is not None else set())
+            dense_needs.setdefault(art.name, set()).update(epochs_needed)
+            missing = sorted(dense_needs[art.name] - set(saved_epochs(art))) if art.complete else []
+            if art.complete and not missing:
+                done.add(art.name)
+                dense_jobs[role] = None
+                continue
+            job = jobs.get(art.name)
+            if job is None:
+                job = jobs[art.name] = Job(art.name, "dense", f"dense {role}", t, {"role": role}, [])
+            if t not in job.consumers:
+                job.consumers.append(t)
+            job.args["epochs_needed"] = sorted(dense_needs[art.name])
+            total = cfg.epochs if role == "A" else cfg.b_epochs
+            job.epochs = max(missing) if art.complete else total
+            job.what = f"dense {role}" + (f" (add checkpoints {missing})" if art.complete else "")
+            dense_jobs[role] = art.name
+
+        imp_art = graph.imp(cfg, seed)
+        imp_job = need(imp_art, t, "imp", f"IMP to {100 * p.sparsity:g}%", {}, [dense_jobs["A"]])
+        if imp_job and imp_job in jobs and jobs[imp_job].target == t:
+            chain = imp_art.parents["chain"]
+            chain_targets.setdefault(chain.name, []).append((p.sparsity, imp_job))
+            todo = rounds_to_train.setdefault(chain.name, set())
+            new = 0
+            for r in range(1, len(imp_amounts) + 1):
+                prefix = tuple(imp_amounts[:r])
+                if prefix not in todo and not chain.path(round_file(r, list(prefix))).exists():
+                    todo.add(prefix)
+                    new += 1
+            jobs[imp_job].epochs = new * p.train_epochs_per_prune
+        perm = need(graph.permutation(cfg, seed), t, "perm", "permutation", {}, [dense_jobs["A"], dense_jobs["B"]])
+        need(graph.interpolation(cfg, seed), t, "interp", "interpolation", {},
+             [dense_jobs["A"], dense_jobs["B"], perm])
+        pmask = None
+        if "permuted" in runs:
+            pmask = need(graph.permuted_mask(cfg, seed), t, "pmask", "permuted mask", {}, [perm, imp_job])
+        for k in sorted(rewinds):
+            for run in runs:
+                role, mask = graph.SOURCES[run]
+                mask_job = pmask if mask == "permuted_mask" else imp_job
+                need(graph.sparse(cfg, seed, k, run), t, "sparse", f"sparse k={k} {run}", {"k": k, "run": run},
+                     [dense_jobs[role], mask_job], epochs=cfg.total_sparse_epochs - k)
+
+    # IMP targets sharing a chain: smallest first, each after the previous.
+    for entries in chain_targets.values():
+        ordered = [name for _, name in sorted(entries)]
+        for before, after in zip(ordered, ordered[1:], strict=False):
+            jobs[after].deps.append(before)
+    return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate)
+
+
+def _topological(jobs: dict[str, Job]) -> dict[str, Job]:
+    out: dict[str, Job] = {}
+
+    def visit(name: str) -> None:
+        if name in out:
+            return
+        for dep in jobs[name].deps:
+            visit(dep)
+        out[name] = jobs[name]
+
+    for name in jobs:
+        visit(name)
+    return out
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as people read it: one line per job, its dependencies and epochs, then the totals."""
+    index = {name: i for i, name in enumerate(plan.jobs)}
+    lines = [f"{'#':>4}  {'job':<34} {'artifact':<22} {'epochs':>7}  {'after':<16} configs"]
+    for name, job in plan.jobs.items():
+        after = ",".join(str(index[d]) for d in job.deps) or "-"
+        configs = ", ".join(f"{plan.targets[t].label}/seed_{plan.targets[t].seed}" for t in job.consumers[:2])
+        if len(job.consumers) > 2:
+            configs += f" +{len(job.consumers) - 2}"
+        lines.append(f"{index[name]:>4}  {job.what:<34} {name:<22} {job.epochs:>7}  {after:<16} {configs}")
+    lines.append("")
+    lines.append(f"{len(plan.jobs)} jobs for {len(plan.targets)} (config, seed) pairs; "
+                 f"{len(plan.done)} needed artifacts already complete")
+    ratio = plan.separate_epochs / plan.total_epochs if plan.total_epochs else float("inf")
+    lines.append(f"training epochs: {plan.total_epochs} in this plan; {plan.separate_epochs} when each (config, seed) "
+                 f"is launched separately with nothing shared ({ratio:.2f}x)")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Configs x seeds -> the (config, seed) targets of a sweep, each validated like ``experiment.py`` would."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from sweep.plan import Target
+from utils.config import ConfigError, config_from_dict, load_config
+from utils.overrides import apply_overrides
+
+
+def _absolute(path: str) -> str:
+    # Jobs may start in another working directory (a Slurm node's): relative paths are fixed here, once.
+    return str(Path(os.path.expandvars(os.path.expanduser(path))).absolute())
+
+
+def make_targets(paths: list[str], seeds: list[int], args: argparse.Namespace) -> tuple[list[Target], Path]:
+    """One target per (config, seed); all must share one save_path, where the sweep keeps its records."""
+    from phases.runner import run_label
+
+    targets: list[Target] = []
+    save_paths: set[str] = set()
+    for path in paths:
+        raw: dict[str, Any] = load_config(path, check_data=False).to_dict()
+        raw = apply_overrides(raw, args.overrides)
+        for key in ("device", "threads", "save_path"):
+            if getattr(args, key, None) is not None:
+                raw[key] = getattr(args, key)
+        try:
+            cfg = config_from_dict(raw)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        raw = cfg.to_dict()
+        raw["save_path"] = _absolute(cfg.save_path)
+        root = raw["dataset_root"]
+        raw["dataset_root"] = {k: _absolute(v) for k, v in root.items()} if isinstance(root, dict) else _absolute(root)
+        rewinds = list(args.rewind) if args.rewind else list(cfg.rewind_points)
+        unknown = [k for k in rewinds if k not in cfg.rewind_points]
+        if unknown:
+            raise ConfigError(f"--rewind {unknown} not among the rewind_points {cfg.rewind_points} of {path}")
+        save_paths.add(raw["save_path"])
+        for seed in seeds:
+            targets.append(Target(label=run_label(path), config_path=path, raw={**raw, "seed": seed}, seed=seed,
+                                  rewinds=rewinds))
+    if len(save_paths) > 1:
+        raise ConfigError(f"the configs write to different save_paths ({', '.join(sorted(save_paths))}); "
+                          "give one with -save_path")
+    return targets, Path(save_paths.pop())
