@@ -22,9 +22,10 @@ from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, locks
 from utils.cli import Args, CLIError
-from utils.config import Config, config_from_dict, load_config
+from utils.config import Config, config_from_dict, read_config_file
 from utils.errors import UserError
 from utils.hashing import differing_keys
+from utils.overrides import apply_overrides
 
 
 def run_label(config_path: str | None) -> str:
@@ -47,11 +48,12 @@ def run_label(config_path: str | None) -> str:
 
 
 def load_with_overrides(args: Args) -> Config:
-    if args.config is None:
-        raw = dict(DEMO_CONFIG)
-    else:
-        cfg = load_config(args.config, check_data=False)  # key and type errors first, naming the file's keys
-        raw = cfg.to_dict()
+    """The config file's (or the demo's) mapping with ``--set``, then -device/-threads/-save_path, validated once.
+
+    Validated after the overrides, not before: ``--set`` may fix what the file alone gets wrong.
+    """
+    raw = DEMO_CONFIG if args.config is None else read_config_file(args.config)
+    raw = apply_overrides(raw, args.overrides)  # a copy: the demo's mapping is never changed
     if args.device:
         raw["device"] = args.device
     if args.threads:

@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import experiment
 from utils.config import ConfigError, config_from_dict, load_config
+from utils.errors import UserError
 
 NAN, INF = float("nan"), float("inf")
 
@@ -315,3 +317,190 @@ def test_missing_dataset_files_are_one_line_and_leave_nothing(tmp_path, capsys):
     assert_one_clear_line(code, err, "dataset 'cifar10' not found; looked in: empty/cifar-10-batches-py")
     assert "download: true" in err
     assert files_under(tmp_path) == {"cfg.yaml", "empty"}
+
+
+# ------------------------------------------------------------------ --set KEY=VALUE overrides
+
+
+def load(tmp_path: Path, *argv: str, config: dict | None = VALID):
+    """The validated config ``experiment.py`` would run with for ``argv`` (the demo when ``config`` is None)."""
+    from phases.runner import load_with_overrides
+    from utils.cli import parse_args
+
+    if config is not None:
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+        argv = ("-config", str(tmp_path / "cfg.yaml"), *argv)
+    return load_with_overrides(parse_args(list(argv)))
+
+
+def test_set_reaches_the_config(tmp_path):
+    cfg = load(tmp_path, "--set", "optimizer.lr=0.1")
+    assert cfg.optimizer.lr == 0.1
+    assert cfg.optimizer.sparse_lr == 0.05 and cfg.epochs == 4  # the file's other keys stay
+    assert load(tmp_path, "--set", "rewind_points=[0,3]").rewind_points == [0, 3]
+    assert load(tmp_path, "--set", "matching.alphas=[0, 0.5, 1]").matching.alphas == [0.0, 0.5, 1.0]
+    assert load(tmp_path, "--set", "pruning.tolerance=null").pruning.tolerance is None
+    assert load(tmp_path, "--set", "sparse.random_control=true").sparse.random_control is True
+    assert load(tmp_path, "--set", "optimizer.weight_decay=5e-4").optimizer.weight_decay == 5e-4  # YAML 1.1 str
+    assert load(tmp_path).optimizer.lr == 0.05  # without --set, the file's value
+
+
+def test_set_repeats_and_the_merged_config_is_validated_once(tmp_path):
+    cfg = load(tmp_path, "--set", "optimizer.lr=0.1", "--set", "optimizer.lr=0.2", "--set", "pruning.sparsity=0.8")
+    assert cfg.optimizer.lr == 0.2 and cfg.pruning.sparsity == 0.8  # the later of two wins
+    # Rewind point 9 is past the file's 4 epochs, but not past the 10 set after it: checked after merging.
+    cfg = load(tmp_path, "--set", "rewind_points=[0,9]", "--set", "epochs=10", "--set", "sparse_epochs=10")
+    assert cfg.rewind_points == [0, 9] and cfg.epochs == 10
+    # A section the file lacks is created; one the file leaves empty (`sparse:`) means its defaults.
+    assert load(tmp_path, "--set", "sparse.runs=[lth]", config={**VALID, "sparse": None}).sparse.runs == ["lth"]
+
+
+def test_set_comes_before_the_device_threads_and_save_path_options(tmp_path):
+    cfg = load(tmp_path, "--set", "device=cuda", "--set", "threads=3", "--set", "save_path=a",
+               "-device", "cpu", "-threads", "2", "-save_path", "b")
+    assert (cfg.device, cfg.threads, cfg.save_path) == ("cpu", 2, "b")
+    assert load(tmp_path, "--set", "threads=3").threads == 3
+
+
+def test_set_on_the_demo_leaves_the_embedded_config_alone(tmp_path):
+    from phases.demo import DEMO_CONFIG
+
+    before = yaml.safe_dump(DEMO_CONFIG)
+    cfg = load(tmp_path, "--set", "optimizer.lr=0.1", "--set", "rewind_points=[0,1]", "--set", "dataset=cifar100",
+               "--set", f"dataset_root={{cifar100: '{tmp_path}'}}", config=None)
+    assert cfg.optimizer.lr == 0.1 and cfg.rewind_points == [0, 1] and cfg.dataset == "cifar100"
+    assert cfg.optimizer.sparse_lr == DEMO_CONFIG["optimizer"]["sparse_lr"] and cfg.model_type == "MLP"
+    assert yaml.safe_dump(DEMO_CONFIG) == before
+
+
+def test_set_is_recorded_in_the_resolved_config(tmp_path):
+    from utils.config import dump_config
+
+    recorded = yaml.safe_load(dump_config(load(tmp_path, "--set", "optimizer.lr=0.1")))
+    assert recorded["optimizer"]["lr"] == 0.1
+
+
+BAD_SETS = [
+    (["--set", "optimizer.lrr=0.1"],
+     "--set optimizer.lrr=0.1: unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'?"),
+    (["--set", "epoch=3"], "--set epoch=3: unknown config key 'epoch'; did you mean 'epochs'?"),
+    (["--set", "pruning.sparsty.x=3"], "unknown config key 'pruning.sparsty'; did you mean 'pruning.sparsity'?"),
+    (["--set", "frobnicate=1"], "--set frobnicate=1: unknown config key 'frobnicate'"),
+    (["--set", "epochs=abc"], "--set epochs=abc: epochs: expected an integer, got 'abc' (str)"),
+    (["--set", "rewind_points=[0,x]"], "--set rewind_points=[0,x]: rewind_points[1]: expected an integer"),
+    (["--set", "optimizer.lr=.nan"], "optimizer.lr: must be a finite number"),
+    (["--set", "optimizer=sgd"], "--set optimizer=sgd: optimizer: expected a mapping of keys, got 'sgd'"),
+    (["--set", "epochs.x=1"],
+     "--set epochs.x=1: 'epochs.x' is not a config key: 'epochs' holds an integer, not a mapping of keys"),
+    (["--set", "optimizer.lr.x=1"], "'optimizer.lr.x' is not a config key: 'optimizer.lr' holds a number"),
+    (["--set", "dataset_root.cifar10=x"], "--set dataset_root.cifar10=x: cannot set 'dataset_root.cifar10': "
+     "'dataset_root' is 'nowhere-ok' in the config, not a mapping; set 'dataset_root' itself instead"),
+    (["--set", "lr"], "--set 'lr': expected KEY=VALUE, e.g. --set optimizer.lr=0.1"),
+    (["--set", "=0.1"], "--set '=0.1': the key before '=' is empty"),
+    (["--set", "optimizer..lr=0.1"], "the key 'optimizer..lr' has an empty part between dots"),
+    (["--set", "rewind_points=[0,"], "--set rewind_points=[0,: the value is not valid YAML"),
+    (["--set", "rewind_points=[0,9]"], "rewind_points: rewind point 9 is past the end of training"),  # a range
+    (["--set", "optimizer.lr=0.1", "--set", "momentum=0.9"],
+     "--set momentum=0.9: unknown config key 'momentum'"),  # the --set at fault, not the first
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_SETS, ids=[e for _, e in BAD_SETS])
+def test_bad_set_is_one_line_and_writes_nothing(tmp_path, capsys, argv, expected):
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(VALID))
+    code, err = run_cli(tmp_path, ["-config", "cfg.yaml", "-pretrain", "True", *argv], capsys)
+    assert code == 2
+    assert_one_clear_line(code, err, expected)
+    assert files_under(tmp_path) == {"cfg.yaml"}
+
+
+def test_bad_set_on_the_demo_is_one_line_and_writes_nothing(tmp_path, capsys):
+    code, err = run_cli(tmp_path, ["--set", "optimizer.lrr=0.1"], capsys)
+    assert code == 2
+    assert_one_clear_line(code, err, "unknown config key 'optimizer.lrr'; did you mean 'optimizer.lr'?")
+    assert files_under(tmp_path) == set()
+
+
+def test_set_can_fix_what_the_file_gets_wrong(tmp_path):
+    # The file alone is invalid (rewind point past its epochs); validation waits for the overrides.
+    cfg = load(tmp_path, "--set", "rewind_points=[0]", config=with_("rewind_points", [0, 9]))
+    assert cfg.rewind_points == [0]
+
+
+def test_parse_override_reads_the_value_as_yaml():
+    from utils.overrides import parse_override
+
+    assert parse_override("optimizer.lr=0.1") == ("optimizer.lr", 0.1)
+    assert parse_override("download=true") == ("download", True)
+    assert parse_override("rewind_points=[0, 5]") == ("rewind_points", [0, 5])
+    assert parse_override("pruning.tolerance=null") == ("pruning.tolerance", None)
+    assert parse_override("dataset=cifar100") == ("dataset", "cifar100")
+    assert parse_override("save_path=a=b") == ("save_path", "a=b")  # only the first '=' splits
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("optimizer.lr")
+
+
+def test_apply_overrides_copies_and_names_its_source():
+    from utils.overrides import apply_overrides
+
+    raw = {"optimizer": {"lr": 0.05}, "dataset_root": {"cifar10": "a"}}
+    out = apply_overrides(raw, ["optimizer.lr=0.1", "matching.method=weight", "dataset_root.cifar100=b"])
+    assert out == {"optimizer": {"lr": 0.1}, "matching": {"method": "weight"},
+                   "dataset_root": {"cifar10": "a", "cifar100": "b"}}
+    assert raw == {"optimizer": {"lr": 0.05}, "dataset_root": {"cifar10": "a"}}
+    # Another command (python -m sweep) names its own option in the errors.
+    with pytest.raises(ConfigError, match=r"^--grid optimizer\.lrr=1: unknown config key 'optimizer\.lrr'"):
+        apply_overrides(raw, ["optimizer.lrr=1"], source="--grid")
+
+
+# ------------------------------------------------------------------ a device this machine lacks
+
+NO_CUDA = ("device 'cuda' was requested but this machine has no CUDA GPU; run on the CPU with -device cpu "
+           "(or set device: cpu in the config)")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_an_error_not_a_fallback(tmp_path, capsys):
+    from training.device import resolve_device
+
+    with pytest.raises(UserError) as exc:
+        resolve_device("cuda")
+    assert str(exc.value) == NO_CUDA
+    with pytest.raises(UserError, match=r"^device 'cuda:1' was requested but this machine has no CUDA GPU; "):
+        resolve_device("cuda:1")
+    for argv in (["-device", "cuda"], ["--set", "device=cuda"]):
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(VALID))
+        code, err = run_cli(tmp_path, ["-config", "cfg.yaml", "-pretrain", "True", *argv], capsys)
+        assert code == 2
+        assert_one_clear_line(code, err, NO_CUDA)
+        assert files_under(tmp_path) == {"cfg.yaml"}
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without MPS")
+def test_mps_when_unavailable_is_an_error():
+    from training.device import resolve_device
+
+    with pytest.raises(UserError, match=r"^device 'mps' was requested but this machine has no MPS .*-device cpu"):
+        resolve_device("mps")
+
+
+def test_cuda_index_beyond_the_gpus_is_an_error(monkeypatch):
+    from training.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(UserError, match=r"^device 'cuda:2' was requested but this machine has 2 CUDA GPUs "
+                                        r"\(cuda:0 to cuda:1\); choose one of those, or run on the CPU"):
+        resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"has 1 CUDA GPU \(cuda:0\)"):
+        resolve_device("cuda:1")
+
+
+def test_device_must_be_a_known_spelling():
+    with pytest.raises(ConfigError, match="device: must be cpu, cuda, cuda:N or mps, got 'cuda:x'"):
+        config_from_dict(with_("device", "cuda:x"))
+    assert config_from_dict(with_("device", "cuda:3")).device == "cuda:3"  # validation never resolves

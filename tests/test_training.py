@@ -191,4 +191,8 @@ def test_progress_bar_shows_on_a_terminal_only(fake_cifar10):
     code = SCRIPT.format(root=str(fake_cifar10))
     on_tty = run_with_output(code, tty=True)
     assert "dense_A" in on_tty and "2/2" in on_tty and ("ep/s" in on_tty or "s/ep" in on_tty), on_tty
-    assert "dense_A" not in run_with_output(code, tty=False)
+    assert "s/epoch, ETA" not in on_tty  # the bar says it; no plain lines as well
+    # Off a terminal: the plain per-epoch lines of tests/test_logging.py, and no bar.
+    off_tty = run_with_output(code, tty=False)
+    assert "\r" not in off_tty and "ep/s" not in off_tty and "s/ep]" not in off_tty, repr(off_tty)
+    assert off_tty.count("[dense_A] epoch ") == 2, off_tty

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
+import re
 
 import torch
 from torch import nn
 
+from utils.errors import UserError
+
 
 def resolve_device(name: str) -> torch.device:
-    """``cuda`` falls back to CPU with a warning when no GPU is present."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(f"device {name!r} requested but CUDA is not available; running on CPU", stacklevel=2)
-        return torch.device("cpu")
+    """The torch device for a config's ``device``; UserError when this machine does not have it.
+
+    Never a fallback to CPU: a paper config that asks for ``cuda`` would
+    otherwise run for days on a CPU after a warning nobody reads (DESIGN 3.2).
+    """
+    how = "run on the CPU with -device cpu (or set device: cpu in the config)"
+    cuda = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if name.startswith("cuda") and not cuda:
+        raise UserError(f"device: must be cpu, cuda, cuda:N or mps, got {name!r}")
+    if cuda:
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} was requested but this machine has no CUDA GPU; {how}")
+        count = torch.cuda.device_count()
+        if cuda[1] is not None and int(cuda[1]) >= count:
+            have = "1 CUDA GPU (cuda:0)" if count == 1 else f"{count} CUDA GPUs (cuda:0 to cuda:{count - 1})"
+            raise UserError(f"device {name!r} was requested but this machine has {have}; choose one of those, "
+                            f"or {how}")
     if name == "mps" and not torch.backends.mps.is_available():
-        warnings.warn("device 'mps' requested but not available; running on CPU", stacklevel=2)
-        return torch.device("cpu")
+        raise UserError(f"device 'mps' was requested but this machine has no MPS (Apple GPU) device; {how}")
     return torch.device(name)
 
 

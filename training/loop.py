@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -123,7 +124,8 @@ def train(
     (seed, e), the resumed run ends with exactly the weights of an
     uninterrupted one. ``on_checkpoint(k, model)`` is called after k epochs
     for every k in ``spec.save_epochs`` (k = 0 before any training).
-    ``progress=None`` shows tqdm bars only on a terminal. ``stop_after=e``
+    ``progress=None`` shows tqdm bars only on a terminal; without bars, one
+    plain line per epoch goes to stdout instead (see ``show_bars``). ``stop_after=e``
     ends after epoch e of the same schedule (to re-derive early checkpoints).
 
     A non-finite training or test loss raises :class:`TrainingDiverged`
@@ -135,26 +137,29 @@ def train(
     if enforcer:
         enforcer.apply_to_weights()
     state_path = Path(state_path) if state_path is not None else None
+    bars = show_bars(progress)
     start = 0
     if state_path is not None and state_path.exists():
         start = _load_state(state_path, model, optimizer, schedule, spec, device)
+        if not bars:
+            print(f"[{name}] resuming from epoch {start}/{spec.epochs} ({state_path})", flush=True)
         if metrics:
             metrics.truncate_run(name, start)
     elif on_checkpoint and 0 in spec.save_epochs:
         on_checkpoint(0, model)
     forward = step_fn if step_fn is not None else model  # a compiled module has no truth value
     final: EvalResult | None = None
-    show = None if progress is None else not progress
     end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
-    bar = tqdm(range(start, end), desc=name, unit="ep", disable=show, initial=start,
+    bar = tqdm(range(start, end), desc=name, unit="ep", disable=not bars, initial=start,
                total=spec.epochs, dynamic_ncols=True)
+    loop_began = time.perf_counter()
     for epoch in bar:
         began = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
         batches = tqdm(data.train_batches(epoch, spec.seed), total=data.batches_per_epoch, leave=False,
-                       desc=f"{name} epoch {epoch + 1}", unit="batch", disable=show, dynamic_ncols=True)
+                       desc=f"{name} epoch {epoch + 1}", unit="batch", disable=not bars, dynamic_ncols=True)
         for x, y in batches:
             with autocast(device):  # bf16 only when the config's precision asks for it
                 loss = F.cross_entropy(forward(x), y)
@@ -186,10 +191,56 @@ def train(
             metrics.log(record)
         if state_path is not None:
             _save_state(state_path, model, optimizer, schedule, done, spec)
+        if not bars:
+            # Timed after the state is saved: saving is part of what each remaining epoch costs.
+            per_epoch = (time.perf_counter() - loop_began) / (done - start)
+            print(epoch_line(name, done, spec.epochs, lr, record["train_loss"], record.get("test_accuracy"),
+                             per_epoch, end - done), flush=True)
     bar.close()
     if final is None:
         final = evaluate(model, data.test_batches())
     return TrainOutcome(final=final, epochs_run=max(end - start, 0))
+
+
+def show_bars(progress: bool | None) -> bool:
+    """Whether to draw tqdm bars: as asked, else only when both stdout and stderr are terminals.
+
+    tqdm draws on stderr with carriage returns and escape codes; those must never
+    reach a file (a Slurm log, ``2> err.log``), and a redirected stdout (``| tee``)
+    wants the plain per-epoch lines instead, so either stream not being a
+    terminal turns the bars off and the lines on.
+    """
+    if progress is not None:
+        return progress
+    return _is_terminal(sys.stdout) and _is_terminal(sys.stderr)
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def epoch_line(name: str, epoch: int, epochs: int, lr: float, loss: float, accuracy: float | None,
+               seconds_per_epoch: float, epochs_left: int) -> str:
+    """``[dense_A] epoch 37/200 lr 0.0712 loss 0.4213 acc 88.12% 12.3 s/epoch, ETA 33m`` (acc when evaluated)."""
+    acc = "" if accuracy is None else f" acc {accuracy:.2f}%"
+    pace = f"{seconds_per_epoch:.1f}" if seconds_per_epoch >= 1 else f"{seconds_per_epoch:.2f}"
+    return (f"[{name}] epoch {epoch}/{epochs} lr {lr:.4g} loss {loss:.4f}{acc} {pace} s/epoch, "
+            f"ETA {format_duration(seconds_per_epoch * epochs_left)}")
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h05m``: as precise as an estimate deserves."""
+    secs = round(seconds)
+    if secs < 60:
+        return f"{secs}s"
+    minutes = round(secs / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def check_finite(loss: float, which: str, name: str, epoch: int, lr: float, state_path: Path | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from utils.errors import UserError
@@ -81,6 +81,7 @@ class Args:
     verify: bool = False
     lock_timeout: float | None = None
     verbose: bool = False
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, in order (later ones win)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="give up waiting for an artifact another process is making after this long "
                    "(default: wait)")
+    p.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set optimizer.lr=0.1 --set rewind_points=[0,5]; "
+                   "the value is read as YAML and checked like the config file; applied before -device, "
+                   "-threads and -save_path")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail, e.g. each layer's density per IMP round")
     p.add_argument("--print-demo-config", action="store_true",
                    help="print the embedded demo's config as YAML (a starting point for your own) and exit")
@@ -132,4 +137,5 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
                 threads=ns.threads,
                 save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config,
-                verify=ns.verify, lock_timeout=ns.lock_timeout, verbose=ns.verbose)
+                verify=ns.verify, lock_timeout=ns.lock_timeout, verbose=ns.verbose,
+                overrides=list(ns.overrides))

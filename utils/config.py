@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,20 +220,34 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _unknown_key(cls: type, key: Any, where: str) -> ConfigError:
+    """The error for ``key`` not being a field of the section ``cls`` (at ``where``), with a "did you mean"."""
+    fields = sorted(f.name for f in dataclasses.fields(cls))
+    near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
+    hint = f"; did you mean '{(where + '.') if where else ''}{near[0]}'?" if near else ""
+    return ConfigError(f"unknown config key '{_join(where, key)}'{hint}")
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _require_mapping(raw: Any, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
+    _require_mapping(raw, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in raw.items():
-        path = f"{where}.{key}" if where else str(key)
+        path = _join(where, key)
         if key not in fields:
-            near = difflib.get_close_matches(str(key), sorted(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{(where + '.') if where else ''}{near[0]}'?" if near else ""
-            raise ConfigError(f"unknown config key '{path}'{hint}")
+            raise _unknown_key(cls, key, where)
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, path)
@@ -332,7 +347,7 @@ def _check(cfg: Config, *, check_data: bool) -> None:
     if isinstance(cfg.dataset_root, dict) and cfg.dataset not in cfg.dataset_root:
         have = ", ".join(cfg.dataset_root) or "none"
         fail(f"dataset_root: no entry for dataset {cfg.dataset!r} (has {have})")
-    if not (cfg.device in ("cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
+    if not (cfg.device in ("cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", cfg.device)):
         fail(f"device: must be cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     if cfg.precision not in PRECISIONS:
         fail(f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
@@ -358,12 +373,45 @@ def config_from_dict(raw: Any, *, check_data: bool = True) -> Config:
     return cfg
 
 
-def load_config(path: str | os.PathLike, *, check_data: bool = True) -> Config:
-    """Read and validate a YAML config; raises ConfigError with a one-line message.
+def _accepts_mapping(tp: Any) -> bool:
+    """Whether a (non-section) field of type ``tp`` may hold a mapping, as ``dataset_root`` may."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_accepts_mapping(arg) for arg in typing.get_args(tp))
+    return typing.get_origin(tp) is dict
 
-    Relative `dataset_root` and `save_path` stay relative to the working
-    directory (as the original code had them), after `~` and `$VAR` expansion.
+
+def validate_setting(key: str, value: Any) -> None:
+    """Check one dotted key and its value as the same key written in a YAML file would be checked.
+
+    Raises the same ConfigError as the file would give (unknown key with its
+    "did you mean", wrong type, non-finite number), so an override on the
+    command line is held to the YAML's rules by the same code. Only the key
+    and the value's type are checked here: ranges and relations between keys
+    (a rewind point past the epochs) need the whole config, which
+    ``config_from_dict`` checks.
     """
+    parts = key.split(".")
+    cls, where = Config, ""
+    for i, part in enumerate(parts[:-1]):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            raise _unknown_key(cls, part, where)
+        tp, where = hints[part], _join(where, part)
+        if dataclasses.is_dataclass(tp):
+            cls = tp
+            continue
+        if _accepts_mapping(tp):  # dataset_root.cifar10: the rest of the path is a key of that mapping
+            nested: Any = value
+            for inner in reversed(parts[i + 1:]):
+                nested = {inner: nested}
+            _coerce(nested, tp, where)
+            return
+        raise ConfigError(f"'{key}' is not a config key: '{where}' holds {_type_name(tp)}, not a mapping of keys")
+    _build(cls, {parts[-1]: value}, where)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The YAML mapping of a config file, unvalidated (overrides may still change it); ConfigError if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
@@ -378,7 +426,17 @@ def load_config(path: str | os.PathLike, *, check_data: bool = True) -> Config:
         raise ConfigError(f"{path}: not a text file") from None
     if raw is None:
         raise ConfigError(f"{path}: the config is empty")
-    return config_from_dict(raw, check_data=check_data)
+    _require_mapping(raw, "")
+    return raw
+
+
+def load_config(path: str | os.PathLike, *, check_data: bool = True) -> Config:
+    """Read and validate a YAML config; raises ConfigError with a one-line message.
+
+    Relative `dataset_root` and `save_path` stay relative to the working
+    directory (as the original code had them), after `~` and `$VAR` expansion.
+    """
+    return config_from_dict(read_config_file(path), check_data=check_data)
 
 
 def dump_config(cfg: Config) -> str:
