@@ -47,20 +47,23 @@ def run_label(config_path: str | None) -> str:
     return text or "config"
 
 
-def load_with_overrides(args: Args) -> Config:
+def resolved_config(config_path: str | None, overrides: list[str], device: str | None = None,
+                    threads: int | None = None, save_path: str | None = None) -> Config:
     """The config file's (or the demo's) mapping with ``--set``, then -device/-threads/-save_path, validated once.
 
     Validated after the overrides, not before: ``--set`` may fix what the file alone gets wrong.
+    ``python -m sweep`` resolves its configs with this too, so a sweep runs what ``experiment.py`` would.
     """
-    raw = DEMO_CONFIG if args.config is None else read_config_file(args.config)
-    raw = apply_overrides(raw, args.overrides)  # a copy: the demo's mapping is never changed
-    if args.device:
-        raw["device"] = args.device
-    if args.threads:
-        raw["threads"] = args.threads
-    if args.save_path:
-        raw["save_path"] = args.save_path
+    raw = DEMO_CONFIG if config_path is None else read_config_file(config_path)
+    raw = apply_overrides(raw, overrides)  # a copy: the demo's mapping is never changed
+    for key, value in (("device", device), ("threads", threads), ("save_path", save_path)):
+        if value:
+            raw[key] = value
     return config_from_dict(raw)
+
+
+def load_with_overrides(args: Args) -> Config:
+    return resolved_config(args.config, args.overrides, args.device, args.threads, args.save_path)
 
 
 # Keys that phase 2 alone uses: a run directory differing only in them says nothing about phase 1.

@@ -33,6 +33,17 @@ def job_spec(plan: Plan, job: Job) -> dict[str, Any]:
             "command": f"python -m sweep {shlex.quote(maker.config_path)} -seeds {maker.seed}"}
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_importable() -> None:
+    """Jobs unpickle ``sweep.job.StepJob`` in a fresh interpreter (on a Slurm node, in another directory):
+    put this checkout on the PYTHONPATH they inherit."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(REPO) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in paths if p]])
+
+
 def logs_folder(save_path: Path) -> Path:
     return save_path / "sweep" / "logs"
 
@@ -96,6 +107,7 @@ def _levels(plan: Plan) -> list[list[str]]:
 
 def submit_slurm(plan: Plan, save_path: Path, launcher: Launcher, record: Record) -> dict[str, str]:
     """Submit every job with ``afterok`` dependencies; jobs that share their dependencies go as one array."""
+    make_importable()
     ex = slurm_executor(save_path, launcher)
     ids: dict[str, str] = {}
     for level in _levels(plan):
@@ -136,6 +148,7 @@ def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record, p
 
     Returns True when every job succeeded; a failed job's dependents are skipped, and its log is named.
     """
+    make_importable()
     ex = submitit.LocalExecutor(folder=logs_folder(save_path) / "%j", max_num_timeout=launcher.max_requeues)
     ex.update_parameters(timeout_min=launcher.time_min)
     pending = list(plan.jobs)

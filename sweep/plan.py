@@ -204,7 +204,7 @@ def format_plan(plan: Plan) -> str:
     lines.append("")
     lines.append(f"{len(plan.jobs)} jobs for {len(plan.targets)} (config, seed) pairs; "
                  f"{len(plan.done)} needed artifacts already complete")
-    ratio = plan.separate_epochs / plan.total_epochs if plan.total_epochs else float("inf")
+    ratio = f" ({plan.separate_epochs / plan.total_epochs:.2f}x)" if plan.total_epochs else ""
     lines.append(f"training epochs: {plan.total_epochs} in this plan; {plan.separate_epochs} when each (config, seed) "
-                 f"is launched separately with nothing shared ({ratio:.2f}x)")
+                 f"is launched separately with nothing shared{ratio}")
     return "\n".join(lines)

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.plan import Target
-from utils.config import ConfigError, config_from_dict, load_config
-from utils.overrides import apply_overrides
+from utils.config import ConfigError
 
 
 def _absolute(path: str) -> str:
@@ -19,21 +18,16 @@ def _absolute(path: str) -> str:
 
 def make_targets(paths: list[str], seeds: list[int], args: argparse.Namespace) -> tuple[list[Target], Path]:
     """One target per (config, seed); all must share one save_path, where the sweep keeps its records."""
-    from phases.runner import run_label
+    from phases.runner import resolved_config, run_label
 
     targets: list[Target] = []
     save_paths: set[str] = set()
     for path in paths:
-        raw: dict[str, Any] = load_config(path, check_data=False).to_dict()
-        raw = apply_overrides(raw, args.overrides)
-        for key in ("device", "threads", "save_path"):
-            if getattr(args, key, None) is not None:
-                raw[key] = getattr(args, key)
         try:
-            cfg = config_from_dict(raw)
+            cfg = resolved_config(path, args.overrides, args.device, args.threads, args.save_path)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
-        raw = cfg.to_dict()
+        raw: dict[str, Any] = cfg.to_dict()
         raw["save_path"] = _absolute(cfg.save_path)
         root = raw["dataset_root"]
         raw["dataset_root"] = {k: _absolute(v) for k, v in root.items()} if isinstance(root, dict) else _absolute(root)

@@ -1,0 +1,231 @@
+"""python -m sweep: the plan, bad sweeps, and whole sweeps run locally and on a real (single-node) Slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import experiment
+from sweep import cli
+from tests.test_pipeline import tiny_config
+
+REPO = Path(__file__).resolve().parent.parent
+NUMBERS = ("dense", "imp", "matching", "sparse")
+
+
+def sweep_config(root: Path, save: Path, sparsity: float, **over) -> dict:
+    # Two runs, one rewind point: few jobs, and still dense A/B, the permutation and the IMP chain shared.
+    return tiny_config(root, save, pruning__sparsity=sparsity, rewind_points=[1], sparse__runs=["lth", "permuted"],
+                       sparse__random_control=False, **over)
+
+
+def write_configs(tmp: Path, root: Path, save: Path, **over) -> list[str]:
+    names = []
+    for s in (0.5, 0.6):
+        name = f"s{int(s * 100)}.yaml"
+        (tmp / name).write_text(yaml.safe_dump(sweep_config(root, save, s, **over)))
+        names.append(name)
+    return names
+
+
+def run_sweep(tmp: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def numbers(save: Path) -> dict[tuple[str, int], dict]:
+    """(config label, seed) -> the numbers of its results.json (paths left out)."""
+    out = {}
+    for path in save.glob("*/seed_*/results.json"):
+        res = json.loads(path.read_text())
+        out[(res["config"], res["seed"])] = {k: res.get(k) for k in NUMBERS}
+    return out
+
+
+def by_hand(tmp: Path, names: list[str], seeds: list[int], save: Path) -> dict:
+    """What running experiment.py for each (config, seed) gives, in its own save_path."""
+    old = Path.cwd()
+    os.chdir(tmp)
+    try:
+        for name in names:
+            for seed in seeds:
+                assert experiment.main(["-config", name, "-seed", str(seed), "-save_path", str(save),
+                                        "--no-progress", "-threads", "1"]) == 0
+    finally:
+        os.chdir(old)
+    return numbers(save)
+
+
+def trained_once(save: Path, logs: str) -> None:
+    """Each shared artifact was trained exactly once: one record per epoch, one training per IMP round."""
+    for metrics in (save / "artifacts").glob("dense-*/metrics.jsonl"):
+        epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+        assert epochs == sorted(set(epochs)), metrics
+    rounds = re.findall(r"\[imp\] round (\d+): removed", logs)
+    chain_files = list((save / "artifacts").glob("impchain-*/round_*.safetensors"))
+    assert len(rounds) == len(chain_files) > 0
+
+
+def all_logs(save: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in (save / "sweep" / "logs").rglob("*_log.*"))
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def test_dry_run_plans_shared_artifacts_once(tmp_path, fake_cifar10, capsys):
+    save = tmp_path / "runs"
+    names = write_configs(tmp_path, fake_cifar10, save)
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        assert cli.main(["s*.yaml", "-seeds", "0-1", "--dry-run"]) == 0
+    finally:
+        os.chdir(old)
+    out = capsys.readouterr().out
+    assert len(names) == 2
+    # Per seed: dense A, dense B, permutation, interpolation shared; per config: IMP, pmask, lth, permuted.
+    assert "24 jobs for 4 (config, seed) pairs" in out
+    row = re.compile(r"^\s*(\d+)\s+(.+?)\s+([a-z]+-[0-9a-f]{12})\s+(\d+)\s+(\S+)\s+(.*)$")
+    jobs = [m.groups() for m in map(row.match, out.splitlines()) if m]
+    assert len(jobs) == 24
+    assert sum(j[1] == "dense A" for j in jobs) == 2 and sum(j[1] == "permutation" for j in jobs) == 2
+    # Rounds of 30 %: 50 % is 30 % then a capped round; 60 % shares the first and trains 2 more (30 %, capped),
+    # and its IMP job waits for the 50 % one of the same seed.
+    imp = {(j[1], j[5].split("seed_")[1][0]): j for j in jobs if j[1].startswith("IMP")}
+    for seed in "01":
+        first, second = imp[("IMP to 50%", seed)], imp[("IMP to 60%", seed)]
+        assert (int(first[3]), int(second[3])) == (2, 2)  # epochs: 2 rounds x 1, then 2 new rounds x 1
+        assert first[0] in second[4].split(",")
+    m = re.search(r"training epochs: (\d+) in this plan; (\d+) when each", out)
+    assert m and int(m.group(1)) < int(m.group(2))
+    assert not (save / "sweep").exists()  # a dry run submits and records nothing
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["s50.yaml", "-seeds", "0", "--executor", "slrum"], "unknown executor 'slrum'"),
+    (["nothing*.yaml", "-seeds", "0"], "matches no file"),
+    (["s50.yaml", "-seeds", "0-x"], "'0-x' is not a seed"),
+    (["s50.yaml", "-seeds", "0", "--set", "optimizer.lrr=0.1"], "did you mean 'optimizer.lr'"),
+    (["s50.yaml", "-seeds", "0", "--rewind", "7"], "--rewind [7] not among"),
+    (["s50.yaml", "-seeds", "0", "--jobs", "0"], "launcher.jobs: must be positive"),
+])
+def test_bad_sweeps_are_one_line_and_submit_nothing(tmp_path, fake_cifar10, args, expected):
+    write_configs(tmp_path, fake_cifar10, tmp_path / "runs")
+    proc = run_sweep(tmp_path, *args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:") and expected in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_slurm_without_sbatch_is_one_line(tmp_path, fake_cifar10):
+    write_configs(tmp_path, fake_cifar10, tmp_path / "runs")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    proc = run_sweep(tmp_path, "s50.yaml", "-seeds", "0", "--executor", "slurm", env={"PATH": str(bare)})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "sbatch" in proc.stderr and "--executor local" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------ whole sweeps
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, fake_cifar10):
+    tmp = tmp_path_factory.mktemp("byhand")
+    names = write_configs(tmp, fake_cifar10, tmp / "unused")
+    return by_hand(tmp, names, [0, 1], tmp / "byhand")
+
+
+def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference):
+    save = tmp_path / "runs"
+    write_configs(tmp_path, fake_cifar10, save)
+    proc = run_sweep(tmp_path, "s*.yaml", "-seeds", "0,1", "--executor", "local", "--jobs", "2", "-threads", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "totals over 24 distinct artifacts: 24 done" in proc.stdout
+    assert numbers(save) == reference
+    trained_once(save, all_logs(save))
+    status = run_sweep(tmp_path, "status", str(save))
+    assert status.returncode == 0 and "24 done" in status.stdout
+    # Rerun: nothing left to do.
+    again = run_sweep(tmp_path, "s*.yaml", "-seeds", "0,1", "--executor", "local")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_status_names_missing_and_failed_stages(tmp_path, fake_cifar10):
+    save = tmp_path / "runs"
+    write_configs(tmp_path, fake_cifar10, save)
+    # A config whose training diverges: its dense jobs fail, and everything after them is skipped.
+    bad = sweep_config(fake_cifar10, save, 0.5, optimizer__lr=1.0e6)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = run_sweep(tmp_path, "bad.yaml", "-seeds", "0", "--executor", "local", "-threads", "1")
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout and "skipped" in proc.stdout
+    status = run_sweep(tmp_path, "status", str(save))
+    assert status.returncode == 1
+    failed = [line for line in status.stdout.splitlines() if " failed " in line]
+    assert failed and all("diverged" in line and "_log.out" in line for line in failed[:1])
+    assert re.search(r"totals over \d+ distinct artifacts: .*failed", status.stdout)
+
+
+# ------------------------------------------------------------------ Slurm
+
+
+slurm = pytest.mark.skipif(shutil.which("sbatch") is None,
+                           reason="no sbatch on PATH: start a local Slurm with scripts/slurm-local.sh (as root)")
+
+
+@slurm
+def test_slurm_sweep_survives_scancel_and_equals_experiment_by_hand(tmp_path, fake_cifar10, reference):
+    save = tmp_path / "runs"
+    # Longer dense training than the reference's would change the numbers: same config, so epochs stay.
+    write_configs(tmp_path, fake_cifar10, save)
+    args = ["s*.yaml", "-seeds", "0,1", "--executor", "slurm", "-threads", "1", "--time-min", "10"]
+    proc = run_sweep(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(sorted((save / "sweep" / "records").glob("*.json"))[-1].read_text())
+    dense_jobs = [j for j in record["jobs"].values() if j["what"].startswith("dense")]
+    assert len(dense_jobs) == 4 and all(j["job_id"] for j in dense_jobs)
+
+    # Cancel a dense training once it has finished an epoch (its state file exists), mid-training.
+    deadline, victim = time.monotonic() + 180, None
+    while victim is None and time.monotonic() < deadline:
+        for name, job in record["jobs"].items():
+            if job["what"].startswith("dense") and (save / "artifacts" / name / "train_state.safetensors").exists():
+                victim = job["job_id"]
+                break
+        time.sleep(0.05)
+    assert victim, "no dense training was seen in progress"
+    subprocess.run(["scancel", victim], check=True)
+    wait_for_queue_to_drain(record, timeout=400)
+    first = run_sweep(tmp_path, "status", str(save))
+    assert first.returncode == 1  # the cancelled job's artifact and its dependents are not done
+
+    proc = run_sweep(tmp_path, *args, "--wait", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = run_sweep(tmp_path, "status", str(save))
+    assert status.returncode == 0 and "24 done" in status.stdout
+    assert numbers(save) == reference
+    trained_once(save, all_logs(save))
+
+
+def wait_for_queue_to_drain(record: dict, timeout: float) -> None:
+    ids = {j["job_id"].split("_")[0] for j in record["jobs"].values() if j["job_id"]}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+        if not ids & {q.split("_")[0] for q in queue}:
+            return
+        time.sleep(1)
+    subprocess.run(["scancel", *ids], check=False)
+    pytest.fail("Slurm jobs still queued")
