@@ -47,15 +47,17 @@ def resnet_run(tmp_path_factory, fake_cifar10) -> dict[str, Any]:
     """Both phases of a tiny ResNet20 (it has BatchNorm state), recording what every sparse run starts from."""
     tmp = tmp_path_factory.mktemp("resnet")
     save = tmp / "runs"
-    cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=2, train_subset=256,
-                      test_subset=128, rewind_points=[0, 1], pruning__sparsity=0.5)
+    cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=3, train_subset=256,
+                      test_subset=128, rewind_points=[0, 1], pruning__sparsity=0.5, optimizer__sparse_lr=0.03)
     starts: dict[tuple[int, str], tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
+    specs: dict[tuple[int, str], Any] = {}
     real_train = sparse_step.train
 
     def recording_train(model, data, spec, *, name, masks, **kwargs):
         run_name, k = name.removeprefix("sparse_").rsplit("_k", 1)
         starts[(int(k), run_name)] = ({n: t.detach().clone() for n, t in model.state_dict().items()},
                                       {n: m.clone() for n, m in masks.items()})
+        specs[(int(k), run_name)] = spec
         return real_train(model, data, spec, name=name, masks=masks, **kwargs)
 
     mp = pytest.MonkeyPatch()
@@ -64,7 +66,7 @@ def resnet_run(tmp_path_factory, fake_cifar10) -> dict[str, Any]:
         assert run(tmp, cfg) == 0
     finally:
         mp.undo()
-    return {"save": save, "starts": starts, "cfg": cfg}
+    return {"save": save, "starts": starts, "cfg": cfg, "specs": specs}
 
 
 def test_every_sparse_run_starts_from_its_dense_checkpoint_at_k(resnet_run):
@@ -82,6 +84,19 @@ def test_every_sparse_run_starts_from_its_dense_checkpoint_at_k(resnet_run):
         assert not all(torch.equal(state[n], other[n]) for n in want), (k, run_name)
     # k selects the epoch: the k=0 and k=1 starts of one run differ.
     assert not all(torch.equal(starts[(0, "lth")][0][n], starts[(1, "lth")][0][n]) for n in starts[(0, "lth")][0])
+
+
+def test_sparse_runs_train_the_rest_of_the_schedule_from_k_with_the_sparse_lr(resnet_run):
+    cfg, specs = resnet_run["cfg"], resnet_run["specs"]
+    for (k, run_name), spec in specs.items():
+        assert spec.epochs == cfg["sparse_epochs"] - k, (k, run_name)
+        assert spec.lr == cfg["optimizer"]["sparse_lr"]
+    # The runs of one rewind point see the same data order: they differ only in weights and mask.
+    for k in (0, 1):
+        assert len({specs[(k, r)].seed for r in ("lth", "naive", "permuted", "random")}) == 1
+    assert specs[(0, "lth")].seed != specs[(1, "lth")].seed
+    results = json.loads(next(resnet_run["save"].glob("*/seed_0/results.json")).read_text())
+    assert set(results["sparse"]) == {"0", "1"}
 
 
 def test_every_sparse_run_trains_under_its_mask(resnet_run):
