@@ -64,6 +64,8 @@ class Plan:
     jobs: dict[str, Job]  # in an order where every job comes after its dependencies
     done: set[str]  # artifacts needed and already complete
     separate_epochs: int  # what launching each (config, seed) on its own would train, sharing nothing
+    separate_phase1: int = 0  # of which dense training and IMP
+    separate_jobs: int = 0  # jobs if each (config, seed) were planned on its own
 
     @property
     def total_epochs(self) -> int:
@@ -97,7 +99,7 @@ def build_plan(targets: list[Target]) -> Plan:
     chain_targets: dict[str, list[tuple[float, str]]] = {}  # chain -> (sparsity, imp job) to order
     rounds_to_train: dict[str, set[tuple[float, ...]]] = {}  # chain -> rounds (amount prefixes) to train
     cache: dict[str, int] = {}
-    separate = 0
+    separate = separate_phase1 = separate_jobs = 0
 
     def need(art: Artifact, t: int, step: str, what: str, args: dict[str, Any], deps: list[str],
              epochs: int = 0) -> str | None:
@@ -118,8 +120,10 @@ def build_plan(targets: list[Target]) -> Plan:
         runs = graph.sparse_runs(cfg)
         imp_amounts = imp_schedule(cfg, cache)
         p = cfg.pruning
-        separate += cfg.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
-        separate += len(runs) * sum(cfg.total_sparse_epochs - k for k in rewinds)
+        separate_jobs += len(graph.run_artifacts(cfg, seed, sorted(rewinds)))
+        phase1 = cfg.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
+        separate_phase1 += phase1
+        separate += phase1 + len(runs) * sum(cfg.total_sparse_epochs - k for k in rewinds)
 
         dense_jobs = {}
         for role in ("A", "B"):
@@ -173,7 +177,8 @@ def build_plan(targets: list[Target]) -> Plan:
         ordered = [name for _, name in sorted(entries)]
         for before, after in zip(ordered, ordered[1:], strict=False):
             jobs[after].deps.append(before)
-    return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate)
+    return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate,
+                separate_phase1=separate_phase1, separate_jobs=separate_jobs)
 
 
 def _topological(jobs: dict[str, Job]) -> dict[str, Job]:
@@ -202,9 +207,14 @@ def format_plan(plan: Plan) -> str:
             configs += f" +{len(job.consumers) - 2}"
         lines.append(f"{index[name]:>4}  {job.what:<34} {name:<22} {job.epochs:>7}  {after:<16} {configs}")
     lines.append("")
-    lines.append(f"{len(plan.jobs)} jobs for {len(plan.targets)} (config, seed) pairs; "
-                 f"{len(plan.done)} needed artifacts already complete")
+    lines.append(f"{len(plan.jobs)} jobs for {len(plan.targets)} (config, seed) pairs ({plan.separate_jobs} if each "
+                 f"were planned on its own); {len(plan.done)} needed artifacts already complete")
     ratio = f" ({plan.separate_epochs / plan.total_epochs:.2f}x)" if plan.total_epochs else ""
     lines.append(f"training epochs: {plan.total_epochs} in this plan; {plan.separate_epochs} when each (config, seed) "
                  f"is launched separately with nothing shared{ratio}")
+    phase1 = sum(j.epochs for j in plan.jobs.values() if j.step in ("dense", "imp"))
+    ratio1 = f" ({plan.separate_phase1 / phase1:.2f}x)" if phase1 else ""
+    lines.append(f"  of which dense training and IMP: {phase1} here, {plan.separate_phase1} separately{ratio1}; "
+                 f"sparse runs: {plan.total_epochs - phase1} here, {plan.separate_epochs - plan.separate_phase1} "
+                 "separately")
     return "\n".join(lines)

@@ -94,7 +94,7 @@ def test_dry_run_plans_shared_artifacts_once(tmp_path, fake_cifar10, capsys):
     out = capsys.readouterr().out
     assert len(names) == 2
     # Per seed: dense A, dense B, permutation, interpolation shared; per config: IMP, pmask, lth, permuted.
-    assert "24 jobs for 4 (config, seed) pairs" in out
+    assert "24 jobs for 4 (config, seed) pairs (32 if each were planned on its own)" in out
     row = re.compile(r"^\s*(\d+)\s+(.+?)\s+([a-z]+-[0-9a-f]{12})\s+(\d+)\s+(\S+)\s+(.*)$")
     jobs = [m.groups() for m in map(row.match, out.splitlines()) if m]
     assert len(jobs) == 24
