@@ -15,7 +15,7 @@ from __future__ import annotations
 from phases import graph
 from phases.context import RunContext
 from phases.dense import checkpoint_name, ensure_checkpoint
-from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning, planned_counts
+from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning, planned_counts, reached
 from pruning.masks import Masks, sparsity, weight_sparsity
 from training.evaluate import evaluate
 from training.loop import TrainSpec, train
@@ -45,14 +45,17 @@ def check_schedule(cfg, total: int) -> None:
     try:
         counts = planned_counts(total, p.sparsity, p.prune_perc, tolerance, p.prune_epochs)
     except PruningStalled as err:
-        raise UserError(f"{err}: pruning.sparsity={p.sparsity} cannot be met more closely with {total} prunable "
-                        f"weights; raise the pruning tolerance (now {tolerance:g}) to at least {2.0 / total:.2g}") \
+        if err.round == 1 or (p.sparsity - err.current) * total > 2:
+            advice = f"raise pruning.prune_perc (now {p.prune_perc:g}): it removes no whole weight"
+        else:
+            advice = (f"raise pruning.{p.tolerance_key(cfg.model_type)} (now {tolerance:g}) to at least "
+                      f"{2.0 / total:.2g}: the target cannot be met more closely in whole weights")
+        raise UserError(f"{err} of {total} prunable weights, towards pruning.sparsity={p.sparsity}; {advice}") \
             from None
-    reached = 1.0 - (total - sum(counts)) / total
-    if reached < p.sparsity - tolerance:
-        raise UserError(f"IMP would stop at sparsity {100 * reached:.2f}% after pruning.prune_epochs="
-                        f"{p.prune_epochs} rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or "
-                        "prune_perc")
+    got = 1.0 - (total - sum(counts)) / total
+    if len(counts) == p.prune_epochs and not reached(got, p.sparsity, tolerance, total):
+        raise UserError(f"IMP would stop at sparsity {100 * got:.2f}% after pruning.prune_epochs={p.prune_epochs} "
+                        f"rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or prune_perc")
 
 
 def ensure_imp(ctx: RunContext) -> Artifact:
@@ -124,12 +127,12 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
         masks = iterative_magnitude_pruning(
             model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=p.tolerance_for(cfg.model_type),
             max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
-    reached = sparsity(masks)
+    got = sparsity(masks)
     final = evaluate(model, ctx.data.test_batches())
     save_tensors(art.path("mask.safetensors"), masks)
     ctx.save_model(art.path("model.safetensors"), model)
-    art.finish({"sparsity": reached, "weight_sparsity": weight_sparsity(model.state_dict(), prunable),
+    art.finish({"sparsity": got, "weight_sparsity": weight_sparsity(model.state_dict(), prunable),
                 "accuracy": final.accuracy, "loss": final.loss, "rounds": len(history), "history": history,
                 "chain": str(chain.dir)})
-    print(f"[imp] done: sparsity {100 * reached:.2f}% after {len(history)} rounds, "
+    print(f"[imp] done: sparsity {100 * got:.2f}% after {len(history)} rounds, "
           f"test accuracy {final.accuracy:.2f}%")

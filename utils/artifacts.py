@@ -172,8 +172,16 @@ class Artifact:
     # -------------------------------------------------------------- reading
 
     def result(self) -> dict[str, Any]:
+        """``result.json``, checked against the manifest's sha256 on its first read in this process."""
+        path = self.path("result.json")
+        key = str(path)
+        if key not in _deep_verified and path.exists():
+            entry = ((self.manifest() or {}).get("files") or {}).get("result.json")
+            if entry and file_sha256(path) != entry["sha256"]:
+                raise self.damaged("result.json does not match its sha256")
+            _deep_verified.add(key)
         try:
-            return json.loads(self.path("result.json").read_text())
+            return json.loads(path.read_text())
         except FileNotFoundError:
             raise self.damaged("result.json is missing") from None
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -86,7 +86,9 @@ def load_tensors(
         first = (str(err).splitlines() or [type(err).__name__])[0][:120]
         raise DamagedFile(path, f"unreadable: {first}") from None
     stored = metadata.get(_SUM_KEY)
-    if stored is not None and stored != tensors_digest(tensors, raw):
+    if stored is None:  # every file this project writes has one: a file without it was rewritten by hand
+        raise DamagedFile(path, "it carries no checksum")
+    if stored != tensors_digest(tensors, raw):
         raise DamagedFile(path, "checksum mismatch")
     if str(device) != "cpu":
         tensors = {k: v.to(device) for k, v in tensors.items()}
