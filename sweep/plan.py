@@ -162,9 +162,8 @@ def build_plan(targets: list[Target]) -> Plan:
         perm = need(graph.permutation(cfg, seed), t, "perm", "permutation", {}, [dense_jobs["A"], dense_jobs["B"]])
         need(graph.interpolation(cfg, seed), t, "interp", "interpolation", {},
              [dense_jobs["A"], dense_jobs["B"], perm])
-        pmask = None
-        if "permuted" in runs:
-            pmask = need(graph.permuted_mask(cfg, seed), t, "pmask", "permuted mask", {}, [perm, imp_job])
+        # Phase 1 always makes pi(M_A) (cheap; its accuracy is a check of pi), so the sweep does too.
+        pmask = need(graph.permuted_mask(cfg, seed), t, "pmask", "permuted mask", {}, [perm, imp_job])
         for k in sorted(rewinds):
             for run in runs:
                 role, mask = graph.SOURCES[run]

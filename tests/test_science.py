@@ -47,8 +47,8 @@ def resnet_run(tmp_path_factory, fake_cifar10) -> dict[str, Any]:
     """Both phases of a tiny ResNet20 (it has BatchNorm state), recording what every sparse run starts from."""
     tmp = tmp_path_factory.mktemp("resnet")
     save = tmp / "runs"
-    cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=3, train_subset=256,
-                      test_subset=128, rewind_points=[0, 1], pruning__sparsity=0.5, optimizer__sparse_lr=0.03)
+    cfg = tiny_config(fake_cifar10, save, model_type="ResNet", epochs=2, sparse_epochs=3, train_subset=128,
+                      test_subset=64, rewind_points=[0, 1], pruning__sparsity=0.5, optimizer__sparse_lr=0.03)
     starts: dict[tuple[int, str], tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
     specs: dict[tuple[int, str], Any] = {}
     real_train = sparse_step.train

@@ -24,8 +24,8 @@ NUMBERS = ("dense", "imp", "matching", "sparse")
 
 def sweep_config(root: Path, save: Path, sparsity: float, **over) -> dict:
     # Two runs, one rewind point: few jobs, and still dense A/B, the permutation and the IMP chain shared.
-    return tiny_config(root, save, pruning__sparsity=sparsity, rewind_points=[1], sparse__runs=["lth", "permuted"],
-                       sparse__random_control=False, **over)
+    settings = {"rewind_points": [1], "sparse__runs": ["lth", "permuted"], "sparse__random_control": False, **over}
+    return tiny_config(root, save, pruning__sparsity=sparsity, **settings)
 
 
 def write_configs(tmp: Path, root: Path, save: Path, **over) -> list[str]:
@@ -229,3 +229,29 @@ def wait_for_queue_to_drain(record: dict, timeout: float) -> None:
         time.sleep(1)
     subprocess.run(["scancel", *ids], check=False)
     pytest.fail("Slurm jobs still queued")
+
+
+@slurm
+def test_a_job_at_its_time_limit_is_requeued_and_resumes_from_its_last_epoch(tmp_path, fake_cifar10):
+    save = tmp_path / "runs"
+    # Dense A long enough to outlive Slurm's warning (sent up to 30 s before the 1-minute limit).
+    cfg = sweep_config(fake_cifar10, save, 0.5, epochs=3000, model_b_epochs=3, sparse_epochs=3,
+                       train_subset=128, test_subset=64, eval_every=100, sparse__runs=["lth"])
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "launcher.yaml").write_text(yaml.safe_dump({"launcher": {"executor": "slurm", "time_min": 1,
+                                                                         "signal_delay_s": 30}}))
+    run_sweep(tmp_path, "long.yaml", "-seeds", "0", "--launcher", "launcher.yaml", "-threads", "1", "--wait",
+              timeout=900)
+    # With a 1-minute limit, a short job may get its warning before submitit listens for it and fail; the
+    # same command without the limit then finishes what is left, as a user would after any failure.
+    proc = run_sweep(tmp_path, "long.yaml", "-seeds", "0", "--executor", "slurm", "-threads", "1", "--wait",
+                     timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = all_logs(save)
+    assert "requeueing" in logs and re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs), logs[-3000:]
+    resumed = int(re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs).group(1))
+    assert resumed > 0
+    (dense_a,) = [d for d in (save / "artifacts").glob("dense-*")
+                  if json.loads((d / "manifest.json").read_text())["settings"]["role"] == "A"]
+    epochs = [json.loads(line)["epoch"] for line in (dense_a / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 3001))  # every epoch once: nothing lost to the requeue, nothing twice
