@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from utils.config import ConfigError
-from utils.errors import UserError
+from utils.errors import run_command
 
 USAGE_EXAMPLES = """examples:
   python -m sweep 'configs/config_1_*.yaml' -seeds 0-2 --dry-run
@@ -167,17 +167,7 @@ def run_status(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
-    argv = sys.argv[1:] if argv is None else argv
-    warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"
-    try:
-        if argv[:1] == ["status"]:
-            return run_status(argv[1:])
-        return run_sweep(argv)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command; finished artifacts are kept and reused", file=sys.stderr)
-        return 130
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["status"]:
+        return run_command(lambda: run_status(args[1:]), "nothing was changed")
+    return run_command(lambda: run_sweep(args), "rerun the same command; finished artifacts are kept and reused")
