@@ -1,4 +1,4 @@
-"""Random crop (zero padding) and horizontal flip applied to a whole batch at once.
+"""Random crop (zero padding) and horizontal flip (where the dataset has flips) applied to a whole batch at once.
 
 Equivalent, image by image, to torchvision's ``RandomCrop(size, padding=4)``
 followed by ``RandomHorizontalFlip()`` on uint8 images, but done as one pad and
@@ -31,12 +31,15 @@ class CropFlipParams:
         return CropFlipParams(self.top[index], self.left[index], self.flip[index])
 
 
-def draw_crop_flip(n: int, padding: int, generator: torch.Generator) -> CropFlipParams:
-    """Draw offsets uniformly in [0, 2*padding] and flips with probability 1/2, on the generator's device."""
+def draw_crop_flip(n: int, padding: int, generator: torch.Generator, flip: bool = True) -> CropFlipParams:
+    """Draw offsets uniformly in [0, 2*padding] and flips with probability 1/2 (none unless ``flip``).
+
+    The flips are drawn either way, after the offsets, so turning them off leaves every crop as it was.
+    """
     top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    return CropFlipParams(top, left, flip)
+    flips = torch.rand(n, generator=generator) < 0.5
+    return CropFlipParams(top, left, flips if flip else torch.zeros_like(flips))
 
 
 def crop_flip(x: Tensor, params: CropFlipParams, padding: int = 4) -> Tensor:
@@ -58,6 +61,6 @@ def crop_flip(x: Tensor, params: CropFlipParams, padding: int = 4) -> Tensor:
     return out.view(n, c, h, w)
 
 
-def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+def random_crop_flip(x: Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> Tensor:
     """``crop_flip`` with parameters drawn from ``generator`` (drawn on CPU, then moved to ``x``'s device)."""
-    return crop_flip(x, draw_crop_flip(x.shape[0], padding, generator), padding)
+    return crop_flip(x, draw_crop_flip(x.shape[0], padding, generator, flip), padding)

@@ -49,8 +49,9 @@ def build_data(
 ) -> DataBundle:
     """Load dataset ``name`` from ``root`` and serve it as batches on ``device``.
 
-    ``train_subset``/``test_subset`` keep the first N examples of each split
-    (deterministic; for tests and demos). Raises DatasetNotFound when the files
+    ``train_subset``/``test_subset`` keep N examples of each split, deterministically:
+    the first N of in-memory datasets, a fixed seeded random N of image folders
+    (whose files are sorted by class). Raises DatasetNotFound when the files
     are missing (after trying to download them if ``download``), KeyError for
     an unknown name, ValueError when not even one training batch fits.
     """

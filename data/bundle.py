@@ -48,15 +48,23 @@ class DataBundle(ABC):
         return self.num_train // self.batch_size
 
     @abstractmethod
-    def train_batches(self, epoch: int, seed: int, augment: bool = True) -> Iterator[Batch]:
+    def train_batches(self, epoch: int, seed: int, augment: bool = True,
+                      shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         """One epoch of training batches, shuffled by (seed, epoch), last partial batch dropped.
 
         Augmented only if ``augment`` and the dataset is augmented (``info.augment``).
+        ``shard=(rank, world)`` yields only that rank's contiguous slice of every
+        batch (data-parallel training): the slices of all ranks together are
+        exactly the single-process batch, augmentation included.
         """
 
     @abstractmethod
     def eval_train_batches(self, max_batches: int | None = None) -> Iterator[Batch]:
-        """The training set in order, not augmented, last partial batch kept; at most ``max_batches``."""
+        """The training set in a fixed order, not augmented, last partial batch kept; at most ``max_batches``.
+
+        The order is the stored one for in-memory datasets (their files are not sorted by class) and a fixed
+        seeded shuffle for image folders (which are), so the first batches cover the classes either way.
+        """
 
     @abstractmethod
     def test_batches(self) -> Iterator[Batch]:
@@ -67,3 +75,10 @@ class DataBundle(ABC):
             f"{type(self).__name__}({self.info.name!r}, train={self.num_train}, test={self.num_test}, "
             f"batch_size={self.batch_size}, device={self.device})"
         )
+
+
+def shard_slice(size: int, shard: tuple[int, int]) -> slice:
+    """Rank ``shard[0]`` of ``shard[1]``'s part of a batch of ``size`` (which the world size divides)."""
+    rank, world = shard
+    per = size // world
+    return slice(rank * per, (rank + 1) * per)

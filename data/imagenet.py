@@ -16,19 +16,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from data.bundle import Batch, DataBundle
+from data.bundle import Batch, DataBundle, shard_slice
 from data.errors import DatasetNotFound
 from data.info import DatasetInfo
 from data.normalize import Normalizer
-from data.rng import AUGMENT, epoch_permutation, epoch_seed
+from data.rng import AUGMENT, epoch_generator, epoch_permutation, epoch_seed
 
 
-def train_transform(size: int) -> Callable[[Any], Tensor]:
+def train_transform(size: int, flip: bool = True) -> Callable[[Any], Tensor]:
     from torchvision import transforms
 
-    return transforms.Compose(
-        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.PILToTensor()]
-    )
+    flips = [transforms.RandomHorizontalFlip()] if flip else []
+    return transforms.Compose([transforms.RandomResizedCrop(size), *flips, transforms.PILToTensor()])
+
+
+# An ImageFolder lists its files sorted by class, so "the first N" would be a handful of classes. Subsets and the
+# fixed order of eval_train_batches are seeded shuffles instead. The seed is fixed, not the run's: a subset is
+# part of what the data is (dense A and B must train on the same one), and so are the batches BN resets on.
+SUBSET_SEED = 0
+
+
+def seeded_subset(samples: list[tuple[str, int]], n: int | None, stream: str) -> list[tuple[str, int]]:
+    """``n`` of ``samples`` drawn at random with a fixed seed, kept in folder order (all of them when None)."""
+    if n is None or n >= len(samples):
+        return list(samples)
+    chosen = torch.randperm(len(samples), generator=epoch_generator(SUBSET_SEED, 0, stream))[:n]
+    return [samples[i] for i in sorted(chosen.tolist())]
 
 
 def eval_transform(size: int) -> Callable[[Any], Tensor]:
@@ -101,8 +114,12 @@ class ImageNetBundle(DataBundle):
             raise ValueError(f"{root}: train/ and val/ have different class folders; labels would not agree")
         self.classes: list[str] = train.classes
         self._loader = train.loader
-        self._train_samples: list[tuple[str, int]] = train.samples[:train_subset]
-        self._test_samples: list[tuple[str, int]] = val.samples[:test_subset]
+        self._train_samples: list[tuple[str, int]] = seeded_subset(train.samples, train_subset, "subset-train")
+        self._test_samples: list[tuple[str, int]] = seeded_subset(val.samples, test_subset, "subset-test")
+        # Matching and BN resets take the first batches of this order: every class, not the first few folders.
+        self._eval_order: list[int] = torch.randperm(
+            len(self._train_samples), generator=epoch_generator(SUBSET_SEED, 0, "eval-train-order")
+        ).tolist()
         self.num_workers = num_workers
         self._normalize = Normalizer(info.mean, info.std, device)
 
@@ -114,29 +131,31 @@ class ImageNetBundle(DataBundle):
     def num_test(self) -> int:
         return len(self._test_samples)
 
-    def train_batches(self, epoch: int, seed: int, augment: bool = True) -> Iterator[Batch]:
+    def train_batches(self, epoch: int, seed: int, augment: bool = True,
+                      shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         order = epoch_permutation(self.num_train, seed, epoch).tolist()
         if augment and self.info.augment:
             images = SeededImages(
                 self._train_samples,
                 self._loader,
-                train_transform(self.info.image_size),
+                train_transform(self.info.image_size, self.info.hflip),
                 epoch_seed(seed, epoch, AUGMENT),
             )
         else:
             images = SeededImages(
                 self._train_samples, self._loader, eval_transform(self.info.image_size), None
             )
-        return self._stream(images, BatchSampler(order, self.batch_size, drop_last=True))
+        # Each rank decodes only its slice of every batch; per-sample augmentation seeds keep them the same images.
+        part = shard_slice(self.batch_size, shard)
+        batches = [b[part] for b in BatchSampler(order, self.batch_size, drop_last=True)]
+        return self._stream(images, batches)
 
     def eval_train_batches(self, max_batches: int | None = None) -> Iterator[Batch]:
         count = (
             min(self.num_train, max_batches * self.batch_size) if max_batches is not None else self.num_train
         )
-        images = SeededImages(
-            self._train_samples[:count], self._loader, eval_transform(self.info.image_size), None
-        )
-        return self._stream(images, BatchSampler(range(count), self.batch_size, drop_last=False))
+        images = SeededImages(self._train_samples, self._loader, eval_transform(self.info.image_size), None)
+        return self._stream(images, BatchSampler(self._eval_order[:count], self.batch_size, drop_last=False))
 
     def test_batches(self) -> Iterator[Batch]:
         images = SeededImages(self._test_samples, self._loader, eval_transform(self.info.image_size), None)

@@ -18,8 +18,11 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     in_memory: bool  # small enough to live as one uint8 tensor on the device
-    augment: bool  # random crop (pad 4) + horizontal flip during training
+    augment: bool  # random crop (pad 4, or resized for ImageNet) during training, plus flips where `hflip`
     how_to_get: str  # told to the user when the files are missing
+    # Random horizontal flips as part of the augmentation: not for digits (SVHN), which a mirror makes into
+    # other shapes; the released SVHN loader has none either.
+    hflip: bool = True
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -37,6 +40,7 @@ DATASETS: dict[str, DatasetInfo] = {
         "svhn", 3, 10, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), True, True,
         "set `download: true` on a machine that is online (torchvision downloads "
         "train_32x32.mat and test_32x32.mat)",
+        hflip=False,
     ),
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 1, 10, 28, (0.2860,), (0.3530,), True, False,

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from data.augment import crop_flip, draw_crop_flip
-from data.bundle import Batch, DataBundle
+from data.bundle import Batch, DataBundle, shard_slice
 from data.info import DatasetInfo
 from data.normalize import Normalizer
 from data.rng import AUGMENT, epoch_generator, epoch_permutation
@@ -63,21 +63,23 @@ class InMemoryBundle(DataBundle):
     def num_test(self) -> int:
         return self._test_x.shape[0]
 
-    def train_batches(self, epoch: int, seed: int, augment: bool = True) -> Iterator[Batch]:
+    def train_batches(self, epoch: int, seed: int, augment: bool = True,
+                      shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         size, count = self.batch_size, self.batches_per_epoch
+        part = shard_slice(size, shard)
         order = epoch_permutation(self.num_train, seed, epoch)[: count * size].to(self.device)
         params = None
         if augment and self.info.augment:
             # The whole epoch's parameters in one draw from a generator of their own, so the
             # shuffle is the same with and without augmentation.
-            params = draw_crop_flip(count * size, PADDING, epoch_generator(seed, epoch, AUGMENT)).to(
-                self.device
-            )
+            params = draw_crop_flip(
+                count * size, PADDING, epoch_generator(seed, epoch, AUGMENT), flip=self.info.hflip
+            ).to(self.device)
         for b in range(count):
-            index = order[b * size : (b + 1) * size]
+            index = order[b * size : (b + 1) * size][part]
             x = self._train_x.index_select(0, index)
             if params is not None:
-                x = crop_flip(x, params[b * size : (b + 1) * size], PADDING)
+                x = crop_flip(x, params[b * size : (b + 1) * size][part], PADDING)
             yield self._normalize(x), self._train_y.index_select(0, index)
 
     def eval_train_batches(self, max_batches: int | None = None) -> Iterator[Batch]:

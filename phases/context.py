@@ -10,7 +10,7 @@ from torch import nn
 
 from data import DataBundle, DatasetNotFound, build_data
 from models import build_model
-from phases.keys import config_hash
+from phases.keys import config_hash, schedule_settings
 from training.device import prepare_model
 from training.loop import TrainSpec
 from training.metrics import MetricsLog
@@ -84,6 +84,7 @@ class RunContext:
 
     def dense_spec(self, epochs: int, data_seed: int, save_epochs: tuple[int, ...]) -> TrainSpec:
         o = self.cfg.optimizer
+        # The schedule comes from the same function as the artifact keys: what trains is what the key says.
         return TrainSpec(epochs=epochs, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                          nesterov=o.nesterov, seed=data_seed, eval_every=self.cfg.eval_every,
-                         save_epochs=save_epochs)
+                         save_epochs=save_epochs, **schedule_settings(self.cfg))

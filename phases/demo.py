@@ -17,6 +17,9 @@ DEMO_CONFIG: dict[str, Any] = {
     "device": "cpu",
     "eval_every": 1,
     "rewind_points": [1],
+    # k counts epochs (k = 0 would be the initialisation), as the paper's text says; the paper configs use
+    # `released` instead, the released code's meaning (its checkpoint k holds the weights after k + 1 epochs).
+    "rewind_convention": "epochs",
     "save_path": "runs",
     "optimizer": {"type": "SGD", "lr": 0.05, "sparse_lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
     "pruning": {"sparsity": 0.97, "prune_perc": 0.2, "prune_lr": 0.05, "train_epochs_per_prune": 1,

@@ -12,14 +12,18 @@ bit-identical to the one an uninterrupted training would have saved (tested).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import torch
 
 from phases import graph
 from phases.context import RunContext
+from training.evaluate import accuracy_text
 from training.loop import train
+from utils import distributed
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
+from utils.config import Config
 from utils.seeding import derive_seed
 
 
@@ -28,9 +32,19 @@ def checkpoint_name(epoch: int) -> str:
 
 
 def needed_epochs(ctx: RunContext, role: str) -> tuple[int, ...]:
-    points = set(ctx.cfg.rewind_points)
-    if role == "A" and ctx.cfg.pruning.rewind_epoch is not None:
-        points.add(ctx.cfg.pruning.rewind_epoch)
+    return epochs_needed_for(ctx.cfg, role, ctx.cfg.rewind_points)
+
+
+def epochs_needed_for(cfg: Config, role: str, rewinds: Iterable[int]) -> tuple[int, ...]:
+    """The training epochs whose checkpoints dense ``role`` must hold for these rewind points.
+
+    The artifact stores checkpoints by epochs trained, whatever the convention:
+    ``rewind_convention`` maps rewind point k to its epoch (k, or k + 1 as the
+    released code saved them). ``pruning.rewind_epoch`` is always in epochs.
+    """
+    points = {cfg.checkpoint_epoch(k) for k in rewinds}
+    if role == "A" and cfg.pruning.rewind_epoch is not None:
+        points.add(cfg.pruning.rewind_epoch)
     return tuple(sorted(points))
 
 
@@ -57,8 +71,9 @@ def ensure_dense(ctx: RunContext, role: str, epochs_needed: tuple[int, ...] | No
                         on_checkpoint=save_checkpoint, step_fn=ctx.step_fn(model), progress=ctx.progress)
         ctx.save_model(a.path("final.safetensors"), model, {"epoch": epochs, "role": role})
         final = outcome.final
-        a.finish({"accuracy": final.accuracy, "loss": final.loss, "epochs": epochs}, checkpoints=list(needed))
-        print(f"{label} test accuracy {final.accuracy:.2f}%  loss {final.loss:.4f}")
+        a.finish({"accuracy": final.accuracy, "loss": final.loss, "top5": final.top5, "epochs": epochs},
+                 checkpoints=list(needed))
+        print(f"{label} {accuracy_text(final, ctx.data.num_classes)}  loss {final.loss:.4f}")
 
     art.make_once(make, label)
     add_checkpoints(ctx, art, role, needed)
@@ -67,10 +82,10 @@ def ensure_dense(ctx: RunContext, role: str, epochs_needed: tuple[int, ...] | No
 
 def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int, ...]) -> None:
     """Give a complete dense artifact the checkpoints it lacks, by re-training up to the latest of them."""
-    if not set(needed) - set(saved_epochs(art)):
+    if not distributed.broadcast(bool(set(needed) - set(saved_epochs(art)))):
         return
     with art.lock():
-        have = saved_epochs(art)
+        have = distributed.broadcast(saved_epochs(art))
         missing = sorted(set(needed) - set(have))
         if not missing:  # another process added them while we waited
             return

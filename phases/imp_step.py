@@ -17,9 +17,10 @@ from phases.context import RunContext
 from phases.dense import checkpoint_name, ensure_checkpoint
 from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning, planned_counts, reached
 from pruning.masks import Masks, sparsity, weight_sparsity
-from training.evaluate import evaluate
+from training.evaluate import accuracy_text, evaluate
 from training.loop import TrainSpec, train
 from training.metrics import read_metrics
+from utils import distributed
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
 from utils.errors import UserError
@@ -98,9 +99,11 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
         def finetune(rnd: int, round_masks: Masks) -> dict[str, float]:
             if rewind_state is not None:  # IMP with weight rewinding: restart from A at the rewind epoch
                 model.load_state_dict(rewind_state)
+            # A fresh schedule every round: cosine to 0 as the CIFAR code, or constant as the released ResNet50 IMP.
             spec = TrainSpec(epochs=p.train_epochs_per_prune, lr=p.prune_lr, momentum=p.momentum,
                              weight_decay=p.weight_decay, seed=derive_seed(ctx.seed, "imp", rnd),
-                             eval_every=cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}")
+                             eval_every=cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}",
+                             schedule=p.schedule)
             out = train(model, ctx.data, spec, name=f"imp_round_{rnd}", device=ctx.device, masks=round_masks,
                         state_path=art.path("round_state.safetensors"), metrics=metrics,
                         step_fn=ctx.step_fn(model), progress=ctx.progress)
@@ -111,12 +114,13 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
             history.append(record.as_dict())
             path = chain.path(round_file(record.round, amounts))
             if not path.exists():
-                tensors = dict(model.state_dict())
-                tensors.update({MASK_PREFIX + k: v for k, v in round_masks.items()})
-                epochs = [r for r in read_metrics(metrics.path) if r.get("run") == f"imp_round_{record.round}"]
-                save_tensors(path, tensors, {"amounts": amounts, "metrics": {"accuracy": record.accuracy,
-                                                                             "loss": record.loss},
-                                             "epochs": epochs, "record": record.as_dict()})
+                if distributed.is_main():  # under torchrun rank 0 alone keeps the metrics and the chain
+                    tensors = dict(model.state_dict())
+                    tensors.update({MASK_PREFIX + k: v for k, v in round_masks.items()})
+                    epochs = [r for r in read_metrics(metrics.path) if r.get("run") == f"imp_round_{record.round}"]
+                    save_tensors(path, tensors, {"amounts": amounts, "metrics": {"accuracy": record.accuracy,
+                                                                                 "loss": record.loss},
+                                                 "epochs": epochs, "record": record.as_dict()})
                 print(f"[imp] round {record.round}: removed {100 * record.amount:.1f}% of the rest -> sparsity "
                       f"{100 * record.sparsity:.2f}%, test accuracy {record.accuracy:.2f}%", flush=True)
                 if ctx.verbose:
@@ -132,7 +136,7 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
     save_tensors(art.path("mask.safetensors"), masks)
     ctx.save_model(art.path("model.safetensors"), model)
     art.finish({"sparsity": got, "weight_sparsity": weight_sparsity(model.state_dict(), prunable),
-                "accuracy": final.accuracy, "loss": final.loss, "rounds": len(history), "history": history,
-                "chain": str(chain.dir)})
+                "accuracy": final.accuracy, "loss": final.loss, "top5": final.top5, "rounds": len(history),
+                "history": history, "chain": str(chain.dir)})
     print(f"[imp] done: sparsity {100 * got:.2f}% after {len(history)} rounds, "
-          f"test accuracy {final.accuracy:.2f}%")
+          f"{accuracy_text(final, ctx.data.num_classes)}")

@@ -40,6 +40,7 @@ class ImpChainSettings:
     momentum: float
     weight_decay: float
     rewind_epoch: int | None
+    schedule: str  # each round's schedule from prune_lr: cosine or constant
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ImpTargetSettings:
 class MatchSettings:
     method: str
     num_batches: int | None = None  # activation matching
+    augment: bool | None = None  # activation matching: augmented, shuffled batches instead of a fixed order
     max_iter: int | None = None  # weight matching
     seed: int | None = None  # weight matching's group order
 
@@ -77,11 +79,23 @@ class SparseSettings:
     weight_decay: float
     nesterov: bool
     epochs: int  # sparse_epochs - rewind
+    schedule: dict[str, Any]  # a fresh schedule of the optimizer's type over `epochs`, from `lr`
+    # The same k is another checkpoint under each convention (after k or k + 1 epochs of dense training).
+    rewind_convention: str
 
 
 def as_key(settings: Any) -> dict[str, Any]:
     """The settings as a JSON-able dict; unset optional fields are dropped so they never enter a hash."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items() if v is not None}
+
+
+def schedule_settings(cfg: Config) -> dict[str, Any]:
+    """The optimizer's schedule as dense and sparse training run it: a step schedule's parameters only with it."""
+    o = cfg.optimizer
+    if o.schedule == "cosine":
+        return {"schedule": "cosine"}
+    return {"schedule": o.schedule, "warmup_epochs": o.warmup_epochs, "milestones": list(o.milestones),
+            "gamma": o.gamma}
 
 
 def dense_settings(cfg: Config, seed: int, role: str) -> DenseSettings:
@@ -91,7 +105,7 @@ def dense_settings(cfg: Config, seed: int, role: str) -> DenseSettings:
         data={"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
               "batch_size": cfg.batch_size},
         optimizer={"type": o.type.lower(), "lr": o.lr, "momentum": o.momentum, "weight_decay": o.weight_decay,
-                   "nesterov": o.nesterov},
+                   "nesterov": o.nesterov, **schedule_settings(cfg)},
         epochs=cfg.epochs if role == "A" else cfg.b_epochs, precision=cfg.precision, seed=seed, role=role)
 
 
@@ -99,7 +113,7 @@ def imp_chain_settings(cfg: Config) -> ImpChainSettings:
     p = cfg.pruning
     return ImpChainSettings(prune_perc=p.prune_perc, prune_lr=p.prune_lr,
                             train_epochs_per_prune=p.train_epochs_per_prune, momentum=p.momentum,
-                            weight_decay=p.weight_decay, rewind_epoch=p.rewind_epoch)
+                            weight_decay=p.weight_decay, rewind_epoch=p.rewind_epoch, schedule=p.schedule)
 
 
 def imp_target_settings(cfg: Config) -> ImpTargetSettings:
@@ -111,7 +125,7 @@ def imp_target_settings(cfg: Config) -> ImpTargetSettings:
 def match_settings(cfg: Config) -> MatchSettings:
     m = cfg.matching
     if m.method == "activation":
-        return MatchSettings(method=m.method, num_batches=m.num_batches)
+        return MatchSettings(method=m.method, num_batches=m.num_batches, augment=m.augment)
     return MatchSettings(method=m.method, max_iter=m.max_iter, seed=m.seed)
 
 
@@ -123,7 +137,8 @@ def interpolation_settings(cfg: Config) -> InterpolationSettings:
 def sparse_settings(cfg: Config, k: int, run: str) -> SparseSettings:
     o = cfg.optimizer
     return SparseSettings(run=run, rewind=k, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                          nesterov=o.nesterov, epochs=cfg.total_sparse_epochs - k)
+                          nesterov=o.nesterov, epochs=cfg.total_sparse_epochs - k, schedule=schedule_settings(cfg),
+                          rewind_convention=cfg.rewind_convention)
 
 
 # Keys that never change a number (where or how fast it is made) or only add rows to a run

@@ -8,10 +8,13 @@ on A, B, pi and their own grid, so changing the grid trains nothing.
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterator
 
 import torch
 
+from data import Batch, DataBundle
 from matching import activation_matching, interpolation_curve, loss_barrier, midpoint_accuracy, permute
 from matching.weight_matching import weight_matching
 from phases import graph
@@ -20,6 +23,7 @@ from phases.imp_step import load_masks
 from training.evaluate import evaluate
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
+from utils.seeding import derive_seed
 
 PERMUTATION = "permutation.safetensors"
 PERMUTED_MASK = "mask_a_permuted.safetensors"
@@ -42,7 +46,7 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
     spec = model_a.permutation_spec()
     print(f"[match] {m.method} matching of A to B", flush=True)
     if m.method == "activation":
-        perms = activation_matching(model_a, model_b, ctx.data.eval_train_batches(m.num_batches), spec=spec)
+        perms = activation_matching(model_a, model_b, matching_batches(ctx), spec=spec)
     else:
         perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m.seed, max_iter=m.max_iter)
     perms = {g: p.cpu() for g, p in perms.items()}
@@ -57,6 +61,32 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
     art.finish({"method": m.method, "A_permuted": ap_result.as_dict(),
                 "moved_units": {g: int((p != torch.arange(p.numel())).sum()) for g, p in perms.items()}})
     print(f"[match] pi(A) {ap_result.accuracy:.2f}% (A {a_result['accuracy']:.2f}%)")
+
+
+def matching_batches(ctx: RunContext) -> Iterator[Batch]:
+    """The ``matching.num_batches`` training batches activation matching correlates, as ``matching.augment`` says.
+
+    Un-augmented: the training set in its fixed order (``eval_train_batches``).
+    Augmented: shuffled, augmented training batches as training sees them (the
+    paper matched on its augmented training loader), from a seed of their own
+    derived from the run seed, so the same run always matches on the same
+    batches; past one epoch they continue into the next.
+    """
+    m = ctx.cfg.matching
+    if not m.augment:
+        return ctx.data.eval_train_batches(m.num_batches)
+    return augmented_batches(ctx.data, m.num_batches, derive_seed(ctx.seed, "matching"))
+
+
+def augmented_batches(data: DataBundle, count: int, seed: int) -> Iterator[Batch]:
+    """The first ``count`` augmented training batches of epochs 0, 1, ... of a run seeded ``seed``."""
+    left = count
+    epoch = 0
+    while left > 0:
+        for batch in itertools.islice(data.train_batches(epoch, seed), left):
+            left -= 1
+            yield batch
+        epoch += 1
 
 
 def ensure_permuted_mask(ctx: RunContext) -> Artifact:

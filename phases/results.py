@@ -10,7 +10,7 @@ from phases import graph
 from phases.context import RunContext
 from phases.keys import config_hash
 from training.metrics import read_metrics
-from utils import artifacts
+from utils import artifacts, distributed
 from utils.artifacts import Artifact
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import dump_config
@@ -33,7 +33,10 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
     for a in arts.values():
         a.verify(deep=artifacts.VERIFY_ALWAYS)  # sizes always: a truncated file never feeds a table
     res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label,
-                           "config_path": ctx.config_path}
+                           "config_path": ctx.config_path,
+                           # Which epoch "checkpoint k" holds: analysis.compare needs it to line our k up with the
+                           # paper's tables (saved after k+1 epochs). Configs from before the key ran "epochs".
+                           "rewind_convention": getattr(ctx.cfg, "rewind_convention", "epochs")}
 
     def metrics(a: Artifact) -> dict[str, float]:
         r = a.result()
@@ -49,6 +52,12 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
             res["matching"].update({k: curves[k] for k in (
                 "midpoint_accuracy_before", "midpoint_accuracy_after", "test_loss_barrier_before",
                 "test_loss_barrier_after", "train_loss_barrier_before", "train_loss_barrier_after")})
+            # The whole path, so figures need no artifact folder (and interp results made before the curves
+            # were recorded simply have none).
+            keys = ("alpha", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+            for side in ("curve_before", "curve_after"):
+                if side in curves:
+                    res["matching"][side] = [{key: point[key] for key in keys} for point in curves[side]]
     res["dense"] = dense
     if "imp" in arts:
         r = arts["imp"].result()
@@ -74,6 +83,8 @@ def write_run_dir(ctx: RunContext) -> dict[str, Any]:
     (e.g. two rewind points) each rebuild it from every finished artifact, and
     the lock keeps an older rebuild from overwriting a newer one.
     """
+    if not distributed.is_main():  # under torchrun rank 0 keeps the run directory
+        return collect_results(ctx)
     run_dir = ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(run_dir / RESULTS_LOCK, f"the run directory {run_dir}"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from phases.match_step import ensure_interpolation, ensure_permutation, ensure_p
 from phases.results import phase1_table, phase2_table, recorded_configs, sparse_runs, write_run_dir
 from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
-from utils import artifacts, locks
+from utils import artifacts, distributed, locks
 from utils.cli import Args, CLIError
 from utils.config import Config, config_from_dict, read_config_file
 from utils.errors import UserError
@@ -67,7 +69,7 @@ def load_with_overrides(args: Args) -> Config:
 
 
 # Keys that phase 2 alone uses: a run directory differing only in them says nothing about phase 1.
-PHASE2_ONLY = ("sparse_epochs", "optimizer.sparse_lr")
+PHASE2_ONLY = ("sparse_epochs", "optimizer.sparse_lr", "rewind_convention")
 
 
 def phase1(ctx: RunContext) -> None:
@@ -116,6 +118,22 @@ def phase2(ctx: RunContext, rewinds: list[int]) -> None:
     print(f"phase 2 done in {time.perf_counter() - began:.0f} s; results in {ctx.run_dir / 'results.json'}")
 
 
+def join_torchrun(device: torch.device) -> torch.device:
+    """Under torchrun: join the process group, one GPU per local rank, and only rank 0 talks.
+
+    Every rank runs the same steps; rank 0's output is the run's output, the
+    others' would only repeat it line for line (their errors still show).
+    """
+    if device.type == "cuda":
+        device = torch.device("cuda", distributed.local_rank())
+        torch.cuda.set_device(device)
+    distributed.setup(device.type)
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    print(f"torchrun: {distributed.world_size()} processes, data-parallel on {device.type}")
+    return device
+
+
 def run_from_args(args: Args) -> int:
     if args.print_demo_config:
         print(yaml.safe_dump(DEMO_CONFIG, sort_keys=False), end="")
@@ -126,7 +144,10 @@ def run_from_args(args: Args) -> int:
         raise CLIError(f"--rewind {args.rewind} is not one of the config's rewind_points {cfg.rewind_points}")
     config_arg = f" -config {shlex.quote(args.config)}" if args.config else ""
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
-    ctx = RunContext(cfg=cfg, seed=args.seed, device=resolve_device(cfg.device), label=run_label(args.config),
+    device = resolve_device(cfg.device)
+    if distributed.launched_by_torchrun():
+        device = join_torchrun(device)
+    ctx = RunContext(cfg=cfg, seed=args.seed, device=device, label=run_label(args.config),
                      command=command, progress=args.progress, config_path=args.config,
                      verbose=args.verbose)
     set_cpu_threads(cfg.threads, ctx.device)

@@ -12,8 +12,10 @@ from phases import graph
 from phases.context import RunContext
 from phases.dense import checkpoint_name, ensure_checkpoint
 from phases.imp_step import load_masks
+from phases.keys import schedule_settings
 from phases.match_step import PERMUTED_MASK
 from pruning.masks import Masks, random_masks_like, sparsity, weight_sparsity
+from training.evaluate import accuracy_text
 from training.loop import TrainSpec, train
 from utils.artifacts import Artifact
 from utils.seeding import derive_seed
@@ -33,29 +35,35 @@ def run_masks(ctx: RunContext, run: str) -> Masks:
 
 def ensure_sparse(ctx: RunContext, k: int, run: str) -> Artifact:
     art = graph.sparse(ctx.cfg, ctx.seed, k, run)
-    if not art.complete:
-        ensure_checkpoint(ctx, graph.SOURCES[run][0], k)  # adds epoch k to the dense model if it lacks it
+    if not art.complete:  # adds k's epoch to the dense model if it lacks it
+        ensure_checkpoint(ctx, graph.SOURCES[run][0], ctx.cfg.checkpoint_epoch(k))
     return art.make_once(lambda a: make_sparse(ctx, a, k, run), f"[sparse k={k} {run}]")
 
 
 def make_sparse(ctx: RunContext, art: Artifact, k: int, run: str) -> None:
     role, which = graph.SOURCES[run]
-    model = ctx.load_model(art.parents["weights"], checkpoint_name(k))
+    at = ctx.cfg.checkpoint_epoch(k)  # k itself, or k + 1 under rewind_convention: released
+    model = ctx.load_model(art.parents["weights"], checkpoint_name(at))
     masks = {n: m.to(ctx.device) for n, m in run_masks(ctx, run).items()}
     o = ctx.cfg.optimizer
+    # sparse_epochs - k under either convention, as the released code trained from its checkpoint "k" (the
+    # weights after k + 1 epochs): `adjusted_sparse_epochs = sparse_epochs - k` on CIFAR, `89 - k` for ResNet50
+    # (PAPER.md §2.2 and known defect 1). A released-convention run thus sees one dense epoch more in all.
     epochs = ctx.cfg.total_sparse_epochs - k
-    # The same data order for every run of one rewind point: the runs differ only in weights and mask.
+    # The same data order for every run of one rewind point: the runs differ only in weights and mask. A fresh
+    # schedule of the optimizer's type (cosine, or the released ResNet50 warm-up and steps) from sparse_lr.
     spec = TrainSpec(epochs=epochs, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
                      nesterov=o.nesterov, seed=derive_seed(ctx.seed, "sparse", k),
-                     eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}")
-    print(f"[sparse k={k} {run}] W_{role}(k={k}) with mask {which}, {epochs} epochs at lr {o.sparse_lr}",
-          flush=True)
+                     eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}", **schedule_settings(ctx.cfg))
+    print(f"[sparse k={k} {run}] W_{role}(k={k}: after {at} epochs) with mask {which}, {epochs} epochs at lr "
+          f"{o.sparse_lr}", flush=True)
     outcome = train(model, ctx.data, spec, name=f"sparse_{run}_k{k}", device=ctx.device, masks=masks,
                     state_path=art.path("train_state.safetensors"), metrics=ctx.metrics_for(art.dir),
                     step_fn=ctx.step_fn(model), progress=ctx.progress)
     ctx.save_model(art.path("final.safetensors"), model, {"run": run, "rewind": k})
     prunable = model.prunable_parameters()
-    result = {**outcome.final.as_dict(), "rewind": k, "run": run, "epochs": epochs,
+    result = {**outcome.final.as_dict(), "rewind": k, "checkpoint_epoch": at, "run": run, "epochs": epochs,
               "mask_sparsity": sparsity(masks), "weight_sparsity": weight_sparsity(model.state_dict(), prunable)}
     art.finish(result)
-    print(f"[sparse k={k} {run}] test accuracy {result['accuracy']:.2f}%  loss {result['loss']:.4f}")
+    print(f"[sparse k={k} {run}] {accuracy_text(outcome.final, ctx.data.num_classes)}  "
+          f"loss {result['loss']:.4f}")

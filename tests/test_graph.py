@@ -34,7 +34,7 @@ def test_changing_the_interpolation_grid_retrains_nothing(tmp_path, fake_cifar10
     after = snapshot(save)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing rewritten
     curves = [json.loads((d / "result.json").read_text())["curve_after"] for d in artifacts(save, "interp")]
-    assert sorted(len(c) for c in curves) == [5, 5]
+    assert sorted(len(c) for c in curves) == [5, 11]  # the default 11-point grid, then the 5-point one
 
 
 def test_adding_a_rewind_point_adds_checkpoints_and_retrains_no_imp_round_or_sparse_run(tmp_path, fake_cifar10,

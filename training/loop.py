@@ -24,6 +24,7 @@ from training.device import autocast
 from training.evaluate import EvalResult, evaluate
 from training.masks import MaskEnforcer
 from training.metrics import MetricsLog
+from utils import distributed
 from utils.checkpoint import join_state, load_tensors, save_tensors, split_state
 from utils.errors import UserError
 
@@ -32,6 +33,8 @@ class TrainData(Protocol):
     """What the loop needs from a dataset (``data.DataBundle`` provides it)."""
 
     batches_per_epoch: int
+
+    batch_size: int
 
     def train_batches(self, epoch: int, seed: int, augment: bool = True): ...
 
@@ -49,6 +52,12 @@ class TrainSpec:
     eval_every: int = 1  # test evaluation every N epochs, and always after the last
     save_epochs: tuple[int, ...] = field(default_factory=tuple)  # on_checkpoint after k epochs (0 = init)
     tag: str = ""  # names the run, so a stale state file of another run is never resumed
+    schedule: str = "cosine"  # cosine | step | constant (see lr_factor)
+    warmup_epochs: int = 0  # step: linear warm-up over the first epochs
+    # step: epochs after which the lr is multiplied by gamma. A list, not a tuple: the spec is stored as JSON
+    # with the training state and compared on resume, and a tuple would come back as a list.
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
 
 
 @dataclass
@@ -66,9 +75,29 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
                            weight_decay=spec.weight_decay, nesterov=spec.nesterov and spec.momentum > 0)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    # Stepped once per epoch, to zero at the end, as in the paper's code.
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+def lr_factor(spec: TrainSpec, epoch: int) -> float:
+    """The fraction of ``spec.lr`` that epoch ``epoch`` (0-based) of a ``step`` or ``constant`` schedule trains at.
+
+    ``step`` is the released ResNet50 recipe (PAPER.md §2.2): a linear warm-up, epoch e < warmup_epochs at
+    (e + 1) / warmup_epochs of the peak, then gamma to the power of the milestones passed (m <= e). The
+    released code sets lr = set_lr(e + 1) / 10 with set_lr(ep) = (0.4 - 0.01) / 5 * ep for ep <= 5, else
+    0.4 * 0.1^(ep // 31): peak 0.04 = our lr, decays after 30 and 61 epochs = milestones [30, 61]. Its ramp
+    tops out at 0.039, 2.5 % under the peak; ours reaches the peak in the last warm-up epoch.
+    """
+    if spec.schedule == "constant":
+        return 1.0
+    if epoch < spec.warmup_epochs:
+        return (epoch + 1) / spec.warmup_epochs
+    return spec.gamma ** sum(1 for m in spec.milestones if m <= epoch)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, spec: TrainSpec) -> torch.optim.lr_scheduler.LRScheduler:
+    """The spec's schedule, stepped once per epoch (as the paper's code) and resumable with its state."""
+    if spec.schedule == "cosine":  # to zero at the end of the run, as in the paper's CIFAR code
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs, eta_min=0.0)
+    if spec.schedule in ("step", "constant"):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(spec, epoch))
+    raise ValueError(f"unknown schedule {spec.schedule!r}")
 
 
 def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
@@ -131,8 +160,9 @@ def train(
     A non-finite training or test loss raises :class:`TrainingDiverged`
     before that epoch's state is saved, so the last good state is kept.
     """
+    forward, shard = data_parallel(model, data, device, step_fn)
     optimizer = make_optimizer(model, spec)
-    schedule = make_schedule(optimizer, spec.epochs)
+    schedule = make_schedule(optimizer, spec)
     enforcer = MaskEnforcer(model, masks) if masks else None
     if enforcer:
         enforcer.apply_to_weights()
@@ -147,7 +177,6 @@ def train(
             metrics.truncate_run(name, start)
     elif on_checkpoint and 0 in spec.save_epochs:
         on_checkpoint(0, model)
-    forward = step_fn if step_fn is not None else model  # a compiled module has no truth value
     final: EvalResult | None = None
     end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
     bar = tqdm(range(start, end), desc=name, unit="ep", disable=not bars, initial=start,
@@ -158,7 +187,9 @@ def train(
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
-        batches = tqdm(data.train_batches(epoch, spec.seed), total=data.batches_per_epoch, leave=False,
+        epoch_batches = data.train_batches(epoch, spec.seed, shard=shard) if shard else data.train_batches(
+            epoch, spec.seed)
+        batches = tqdm(epoch_batches, total=data.batches_per_epoch, leave=False,
                        desc=f"{name} epoch {epoch + 1}", unit="batch", disable=not bars, dynamic_ncols=True)
         for x, y in batches:
             with autocast(device):  # bf16 only when the config's precision asks for it
@@ -176,12 +207,15 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
         done = epoch + 1
+        if shard:  # every rank saw a slice of each batch: the epoch's loss is over all of them
+            loss_sum = distributed.all_reduce_sum(loss_sum)
+            seen *= shard[1]
         record = {"run": name, "epoch": done, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
         check_finite(record["train_loss"], "training", name, done, lr, state_path)
         if done % spec.eval_every == 0 or done == end:
             result = evaluate(model, data.test_batches())
             check_finite(result.loss, "test", name, done, lr, state_path)
-            record.update(test_accuracy=result.accuracy, test_loss=result.loss)
+            record.update(test_accuracy=result.accuracy, test_loss=result.loss, test_top5=result.top5)
             final = result if done == end else None
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{result.accuracy:.2f}")
         if on_checkpoint and done in spec.save_epochs:
@@ -200,6 +234,29 @@ def train(
     if final is None:
         final = evaluate(model, data.test_batches())
     return TrainOutcome(final=final, epochs_run=max(end - start, 0))
+
+
+def data_parallel(model: nn.Module, data: TrainData, device: torch.device,
+                  step_fn: Callable | None) -> tuple[Callable, tuple[int, int] | None]:
+    """The forward to train with, and this rank's shard of every batch (None outside torchrun).
+
+    Under torchrun the model is wrapped in DistributedDataParallel and each rank
+    takes an equal slice of every global batch: gradients averaged over ranks
+    are then the gradient of the whole batch's mean loss, the step one process
+    would take. BatchNorm becomes SyncBatchNorm on CUDA, so its batch
+    statistics are those of the whole batch too (it has no CPU kernel: CPU
+    data-parallel runs are for models without BatchNorm).
+    """
+    if not distributed.active():
+        return (step_fn if step_fn is not None else model), None  # a compiled module has no truth value
+    world = distributed.world_size()
+    if data.batch_size % world:
+        raise UserError(f"batch_size {data.batch_size} does not split evenly over {world} processes; "
+                        f"choose a batch size divisible by {world}")
+    if device.type == "cuda":
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the BatchNorms inside ``model`` in place
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return ddp, (distributed.rank(), world)
 
 
 def show_bars(progress: bool | None) -> bool:

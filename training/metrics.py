@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from utils import distributed
 from utils.atomic import atomic_write_text
 
 
@@ -17,7 +18,7 @@ class MetricsLog:
         self.path = Path(path) if path is not None else None
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.path is None:
+        if self.path is None or not distributed.is_main():  # under torchrun, rank 0 keeps the record
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
@@ -25,7 +26,7 @@ class MetricsLog:
 
     def truncate_run(self, run: str, after_epoch: int) -> None:
         """Remove this run's records with epoch > ``after_epoch`` (they will be redone)."""
-        if self.path is None or not self.path.exists():
+        if self.path is None or not self.path.exists() or not distributed.is_main():
             return
         kept = []
         for line in self.path.read_text().splitlines():

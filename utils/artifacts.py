@@ -22,12 +22,13 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from utils import distributed
 from utils.atomic import atomic_write_json, is_temp_file, sweep_temp_files
 from utils.checkpoint import DamagedFile, load_tensors
 from utils.errors import UserError
@@ -107,6 +108,8 @@ class Artifact:
 
     def begin(self) -> None:
         """Create the folder (holding the lock) and an incomplete manifest; clear a killed writer's temp files."""
+        if not distributed.is_main():
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         sweep_temp_files(self.dir)
         if self.manifest() is None:
@@ -129,6 +132,8 @@ class Artifact:
 
     def finish(self, result: dict[str, Any], **extra: Any) -> None:
         """Write ``result.json`` and the complete manifest listing every file with size and sha256."""
+        if not distributed.is_main():
+            return
         atomic_write_json(self.path("result.json"), result)
         old = self.manifest() or {}
         manifest = {**self._header(), "complete": True, "started": old.get("started"),
@@ -140,6 +145,8 @@ class Artifact:
 
     def add_files(self, names: list[str], **updates: Any) -> None:
         """Record files added to a complete artifact (e.g. a new rewind checkpoint); hold the lock."""
+        if not distributed.is_main():
+            return
         manifest = self.manifest() or {}
         files = dict(manifest.get("files", {}))
         files.update(self._file_entries(names))
@@ -197,6 +204,8 @@ class Artifact:
             raise self.damaged(f"{filename}: {err.why}") from None
 
     def remove_file(self, filename: str) -> None:
+        if not distributed.is_main():
+            return
         p = self.path(filename)
         if p.is_dir():
             shutil.rmtree(p)
@@ -207,8 +216,15 @@ class Artifact:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        with exclusive(self.lock_path, self.name):
+        """Its exclusive lock. Under torchrun rank 0 takes it, and every rank enters and leaves together."""
+        if not distributed.active():
+            with exclusive(self.lock_path, self.name):
+                yield
+            return
+        with exclusive(self.lock_path, self.name) if distributed.is_main() else nullcontext():
+            distributed.barrier()  # the other ranks wait here while rank 0 waits for the lock
             yield
+            distributed.barrier()  # and rank 0 keeps it until every rank is done with the artifact
 
     def make_once(self, make: Callable[[Artifact], None], label: str) -> Artifact:
         """Reuse this artifact when complete; otherwise make it, holding its lock.
@@ -216,18 +232,20 @@ class Artifact:
         ``make(self)`` must end with :meth:`finish`. A process that waited for
         another's lock reuses what that one made instead of making it again.
         """
-        if self.complete:
+        if distributed.broadcast(self.complete):
             self.verify()
             print(f"{label} reusing {self.dir}", flush=True)
             return self
         with self.lock():
-            if self.complete:  # made by the process we waited for
+            # Under torchrun, rank 0's view decides for all ranks: they either all reuse or all train.
+            if distributed.broadcast(self.complete):  # made by the process we waited for
                 self.verify()
                 print(f"{label} reusing {self.dir} (made by another process meanwhile)", flush=True)
                 return self
             self.begin()
             print(f"{label} making {self.dir}", flush=True)
             make(self)
+            distributed.barrier()  # rank 0 has written the files before any rank reads them
             if not self.complete:
                 raise RuntimeError(f"{label}: the step did not finish its artifact {self.dir}")
         return self

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from utils import distributed
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -26,7 +28,13 @@ def _umask_mode() -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` and move the finished file onto ``path``."""
+    """Call ``write(tmp_path)`` and move the finished file onto ``path``.
+
+    Under torchrun only rank 0 writes: every rank holds the same state, and one writer per file is what
+    makes the atomic rename meaningful.
+    """
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)

@@ -28,6 +28,12 @@ from utils.errors import UserError
 MATCHING_METHODS = ("activation", "weight")
 SPARSE_RUNS = ("lth", "naive", "permuted", "random")
 PRECISIONS = ("fp32", "bf16")
+# rewind_convention -> how many epochs past k the checkpoint of rewind point k is taken. `epochs`: the paper's
+# text (k = 0 is the initialisation); `released`: the released code that made the tables, which saved its "epoch
+# k" after that epoch's training, i.e. after k + 1 epochs (PAPER.md, known defect 1).
+REWIND_CONVENTIONS = {"epochs": 0, "released": 1}
+SCHEDULES = ("cosine", "step")  # optimizer.schedule: dense and sparse training
+PRUNE_SCHEDULES = ("cosine", "constant")  # pruning.schedule: IMP fine-tuning
 # Where Debian's dataset-fashion-mnist package puts its files; the data layer
 # falls back to it, so validation must accept it too.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -49,6 +55,13 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    # cosine: to 0 over each run, stepped per epoch (the CIFAR code). step: the released ResNet50 recipe, a linear
+    # warm-up over `warmup_epochs`, then lr * gamma^(milestones passed); milestones count a run's own epochs.
+    # Dense training and every sparse run (a fresh schedule over sparse_epochs - k) use it.
+    schedule: str = "cosine"
+    warmup_epochs: int = 0  # step only
+    milestones: list[int] = field(default_factory=list)  # step only: epochs after which lr is multiplied by gamma
+    gamma: float = 0.1  # step only
 
 
 @dataclass
@@ -64,7 +77,9 @@ class PruningConfig:
     # The paper's code fine-tuned with plain SGD (no momentum, no weight decay).
     momentum: float = 0.0
     weight_decay: float = 0.0
-    rewind_epoch: int | None = None  # IMP with weight rewinding instead of fine-tuning
+    # Each round's schedule from prune_lr: cosine to 0 (the CIFAR code) or constant (the released ResNet50 IMP).
+    schedule: str = "cosine"
+    rewind_epoch: int | None = None  # IMP with weight rewinding instead of fine-tuning (in epochs, any convention)
 
     def tolerance_key(self, model_type: str) -> str:
         """The key (under ``pruning``) whose tolerance applies to ``model_type``: the override, else the registry's."""
@@ -78,7 +93,10 @@ class PruningConfig:
 @dataclass
 class MatchingConfig:
     method: str = "activation"
-    num_batches: int = 50  # training batches (with augmentation off) used for activation matching
+    num_batches: int = 50  # training batches used for activation matching
+    # false: the training set in a fixed order, un-augmented; true: augmented, shuffled training batches (the
+    # paper's choice), drawn from a seed derived from the run seed.
+    augment: bool = False
     max_iter: int = 100  # weight matching sweeps
     seed: int = 0  # weight matching's group order
     # 11 points, as the paper's Fig. 3; only the interpolation artifact depends on it (no training does).
@@ -117,6 +135,9 @@ class Config:
     threads: int | None = None  # CPU threads for PyTorch; null: one per core but one (see training/device.py)
     eval_every: int = 1
     rewind_points: list[int] = field(default_factory=lambda: [0, 5, 10, 15, 20, 25, 50, 75, 100])
+    # What rewind point k means (REWIND_CONVENTIONS): `epochs`, the weights after k epochs (k = 0: the
+    # initialisation); `released`, after k + 1 epochs, as the released code that produced the paper's tables.
+    rewind_convention: str = "epochs"
     save_path: str = "runs"
     seed: int = 0
     project: str | None = None  # wandb project of the original code; recorded, not used
@@ -141,6 +162,10 @@ class Config:
     @property
     def total_sparse_epochs(self) -> int:
         return self.epochs if self.sparse_epochs is None else self.sparse_epochs
+
+    def checkpoint_epoch(self, k: int) -> int:
+        """The training epoch whose checkpoint rewind point ``k`` means under ``rewind_convention``."""
+        return k + REWIND_CONVENTIONS[self.rewind_convention]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -320,6 +345,7 @@ def _check(cfg: Config, *, check_data: bool) -> None:
             fail(f"{where}.momentum: must be in [0, 1), got {opt.momentum}")
         if opt.weight_decay < 0:
             fail(f"{where}.weight_decay: must be >= 0, got {opt.weight_decay}")
+    _check_schedules(cfg, fail)
     if cfg.optimizer.type.lower() != "sgd":
         fail(f"optimizer.type: only SGD is supported (the paper's optimizer), got {cfg.optimizer.type!r}")
     if cfg.matching.method not in MATCHING_METHODS:
@@ -332,16 +358,22 @@ def _check(cfg: Config, *, check_data: bool) -> None:
     for run in cfg.sparse.runs:
         if run not in SPARSE_RUNS:
             fail(f"sparse.runs: unknown run {run!r}; choose from {', '.join(SPARSE_RUNS)}")
+    if cfg.rewind_convention not in REWIND_CONVENTIONS:
+        fail(f"rewind_convention: must be one of {', '.join(REWIND_CONVENTIONS)}, got {cfg.rewind_convention!r}")
     if len(set(cfg.rewind_points)) != len(cfg.rewind_points):
         fail(f"rewind_points: duplicates in {cfg.rewind_points}")
     for k in cfg.rewind_points:
-        # A rewind point needs A's and B's checkpoint at k and at least one sparse epoch after it.
+        # A rewind point needs A's and B's checkpoint at k (after k + 1 epochs under `released`) and at least
+        # one sparse epoch after it.
         if k < 0:
             fail(f"rewind_points: rewind point {k} is negative")
-        if k > cfg.epochs or k > cfg.b_epochs or k >= cfg.total_sparse_epochs:
+        at = cfg.checkpoint_epoch(k)
+        if at > cfg.epochs or at > cfg.b_epochs or k >= cfg.total_sparse_epochs:
+            meaning = f" (under rewind_convention: released, k={k} is the checkpoint after {at} epochs)" \
+                if at != k else ""
             fail(f"rewind_points: rewind point {k} is past the end of training "
                  f"(epochs={cfg.epochs}, model_b_epochs={cfg.b_epochs}, "
-                 f"sparse_epochs={cfg.total_sparse_epochs})")
+                 f"sparse_epochs={cfg.total_sparse_epochs}){meaning}")
     rw = cfg.pruning.rewind_epoch
     if rw is not None and not 0 <= rw < cfg.epochs:
         fail(f"pruning.rewind_epoch: must be in [0, epochs={cfg.epochs}), got {rw}")
@@ -357,6 +389,26 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
         if not root.exists() and not fallback:
             fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
+
+
+def _check_schedules(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    o = cfg.optimizer
+    if o.schedule not in SCHEDULES:
+        fail(f"optimizer.schedule: must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
+    if cfg.pruning.schedule not in PRUNE_SCHEDULES:
+        fail(f"pruning.schedule: must be one of {', '.join(PRUNE_SCHEDULES)}, got {cfg.pruning.schedule!r}")
+    if o.warmup_epochs < 0:
+        fail(f"optimizer.warmup_epochs: must be >= 0, got {o.warmup_epochs}")
+    if any(m <= 0 for m in o.milestones) or o.milestones != sorted(set(o.milestones)):
+        fail(f"optimizer.milestones: must be positive epochs in increasing order, got {o.milestones}")
+    if not 0.0 < o.gamma <= 1.0:
+        fail(f"optimizer.gamma: must be in (0, 1] (the factor at each milestone), got {o.gamma}")
+    if o.schedule == "cosine":
+        # Set but unused would silently train another schedule than the one the user wrote down.
+        default = OptimizerConfig()
+        for key in ("warmup_epochs", "milestones", "gamma"):
+            if getattr(o, key) != getattr(default, key):
+                fail(f"optimizer.{key}: applies to optimizer.schedule: step only (the schedule is cosine)")
 
 
 def _expand(path: str) -> str:
