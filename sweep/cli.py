@@ -128,6 +128,11 @@ def run_sweep(argv: list[str]) -> int:
     from sweep.targets import make_targets
 
     targets, save_path = make_targets(paths, seeds, args)
+    if launcher.executor == "local" and not args.dry_run:
+        from training.device import resolve_device
+
+        for device in sorted({t.raw["device"] for t in targets}):
+            resolve_device(device)  # `cuda` on a machine without one: one line now, not a failed job per artifact
     from sweep.plan import build_plan, format_plan
 
     plan = build_plan(targets)

@@ -118,6 +118,7 @@ def test_dry_run_plans_shared_artifacts_once(tmp_path, fake_cifar10, capsys):
     (["s50.yaml", "-seeds", "0", "--set", "optimizer.lrr=0.1"], "did you mean 'optimizer.lr'"),
     (["s50.yaml", "-seeds", "0", "--rewind", "7"], "--rewind [7] not among"),
     (["s50.yaml", "-seeds", "0", "--jobs", "0"], "launcher.jobs: must be positive"),
+    (["s50.yaml", "-seeds", "0", "-device", "cuda"], "-device cpu"),
 ])
 def test_bad_sweeps_are_one_line_and_submit_nothing(tmp_path, fake_cifar10, args, expected):
     write_configs(tmp_path, fake_cifar10, tmp_path / "runs")
