@@ -161,6 +161,16 @@ def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference
     # Rerun: nothing left to do.
     again = run_sweep(tmp_path, "s*.yaml", "-seeds", "0,1", "--executor", "local")
     assert again.returncode == 0 and "nothing to do" in again.stdout
+    # An artifact being made elsewhere: status names the holder of its lock, and the study is not done.
+    from utils.locks import exclusive
+
+    victim = sorted((save / "artifacts").glob("sparse-*"))[0]
+    shutil.rmtree(victim)
+    with exclusive(save / "artifacts" / ".locks" / f"{victim.name}.lock", victim.name):
+        status = run_sweep(tmp_path, "status", str(save))
+    assert status.returncode == 1
+    (line,) = [line for line in status.stdout.splitlines() if " running " in line]
+    assert f"pid {os.getpid()} " in line
 
 
 def test_status_names_missing_and_failed_stages(tmp_path, fake_cifar10):
