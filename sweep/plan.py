@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phases import graph
-from phases.dense import saved_epochs
+from phases.dense import epochs_needed_for, saved_epochs
 from phases.imp_step import round_file
 from pruning.imp import PruningStalled, planned_schedule
 from utils.artifacts import Artifact
@@ -128,7 +128,7 @@ def build_plan(targets: list[Target]) -> Plan:
         dense_jobs = {}
         for role in ("A", "B"):
             art = graph.dense(cfg, seed, role)
-            epochs_needed = set(rewinds) | ({p.rewind_epoch} if role == "A" and p.rewind_epoch is not None else set())
+            epochs_needed = set(epochs_needed_for(cfg, role, rewinds))  # rewind points as epochs, by convention
             dense_needs.setdefault(art.name, set()).update(epochs_needed)
             missing = sorted(dense_needs[art.name] - set(saved_epochs(art))) if art.complete else []
             if art.complete and not missing:

@@ -405,3 +405,85 @@ def test_bad_arguments(cifar10_root):
         build_data("cifar10", cifar10_root, batch_size=8, train_subset=0)
     with pytest.raises(KeyError, match="mnist"):
         build_data("mnist", cifar10_root, batch_size=8)
+
+
+# ---- flips and class-sorted image folders (issue 10) ----------------------------------------------------
+
+
+def unflipped(x: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """``x`` (a whole epoch, in training order) cropped as the epoch's draw says, with no flip at all."""
+    params = draw_crop_flip(x.shape[0], PADDING, epoch_generator(seed, epoch, AUGMENT))
+    return crop_flip(x, type(params)(params.top, params.left, torch.zeros_like(params.flip)), PADDING)
+
+
+@pytest.mark.parametrize("name, flips", [("svhn", False), ("cifar10", True)])
+def test_svhn_digits_are_cropped_but_never_mirrored(name, flips):
+    assert dataset_info(name).hflip is flips
+    bundle, images = indexed_bundle(64, 16, name)
+    x, y = concat(bundle.train_batches(1, seed=3))
+    expected = unflipped(images[y], seed=3, epoch=1).float()
+    same = torch.isclose(unnormalise(x, name), expected, atol=1e-3).flatten(1).all(dim=1)
+    # SVHN: every image is exactly its crop. CIFAR-10 (the control): about half are mirrored, so differ.
+    assert bool(same.all()) is not flips
+    if flips:
+        assert 16 < int((~same).sum()) < 48
+
+
+def test_imagenet_training_transform_has_a_flip_only_where_the_dataset_does():
+    from torchvision import transforms
+
+    from data.imagenet import train_transform
+
+    def has_flip(t) -> bool:
+        return any(isinstance(s, transforms.RandomHorizontalFlip) for s in t.transforms)
+
+    assert has_flip(train_transform(224)) and not has_flip(train_transform(224, flip=False))
+
+
+@pytest.fixture(scope="module")
+def sorted_folder(tmp_path_factory) -> Path:
+    """An ImageFolder as ImageNet's: 40 class folders of 10 tiny images each, listed sorted by class."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 10), ("val", 3)):
+        for c in range(40):
+            (root / split / f"n{c:03d}").mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    root / split / f"n{c:03d}" / f"{i}.png"
+                )
+    return root
+
+
+def folder_bundle(root: Path, **kwargs):
+    import dataclasses
+
+    from data.imagenet import ImageNetBundle
+
+    info = dataclasses.replace(dataset_info("imagenet"), image_size=8)  # tiny crops: the labels are the point
+    return ImageNetBundle(info, root, batch_size=16, device=torch.device("cpu"), **kwargs)
+
+
+def test_matching_and_bn_reset_batches_of_an_image_folder_cover_nearly_all_classes(sorted_folder):
+    bundle = folder_bundle(sorted_folder)
+    # 5 batches of 16 = 80 images: the first 80 files of the folder are 8 classes; a seeded shuffle reaches
+    # about 40 * (1 - (39/40)^80) = 35 of the 40.
+    labels = torch.cat([y for _, y in bundle.eval_train_batches(5)])
+    assert len(labels) == 80 and len(set(labels.tolist())) >= 32
+    again = torch.cat([y for _, y in folder_bundle(sorted_folder).eval_train_batches(5)])
+    assert torch.equal(labels, again)  # a fixed order: the same batches in every process
+    everything = torch.cat([y for _, y in bundle.eval_train_batches()])
+    assert sorted(everything.tolist()) == sorted(c for c in range(40) for _ in range(10))
+
+
+def test_image_folder_subsets_are_seeded_random_draws(sorted_folder):
+    small = folder_bundle(sorted_folder, train_subset=80, test_subset=40)
+    assert (small.num_train, small.num_test) == (80, 40)
+    train_classes = {label for _, label in small._train_samples}
+    test_classes = {label for _, label in small._test_samples}
+    assert len(train_classes) >= 32 and len(test_classes) >= 20  # the first 80 / 40 files: 8 / 14 classes
+    same = folder_bundle(sorted_folder, train_subset=80, test_subset=40)
+    assert small._train_samples == same._train_samples and small._test_samples == same._test_samples
+    assert len(set(small._train_samples)) == 80

@@ -187,7 +187,14 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "optimizer.weight_decay": (DENSE + SPARSE, [0.0, 1e-3]),
     "optimizer.nesterov": (DENSE + SPARSE, [True]),
     "optimizer.sparse_lr": (SPARSE, [0.1, 0.2]),
+    "optimizer.schedule": (DENSE + SPARSE, ["step"]),
+    # A step schedule's parameters (tried under `schedule: step`, see STEP_ONLY): dense and sparse runs use it.
+    "optimizer.warmup_epochs": (DENSE + SPARSE, [1, 2]),
+    "optimizer.milestones": (DENSE + SPARSE, [[1], [1, 2]]),
+    "optimizer.gamma": (DENSE + SPARSE, [0.5]),
     "sparse_epochs": (SPARSE, [4, 6]),
+    # The same k is another dense checkpoint under each convention; the dense artifacts hold both.
+    "rewind_convention": (SPARSE, ["released"]),
     "pruning.sparsity": (("imp",), [0.7, 0.8]),
     "pruning.tolerance": (("imp",), [0.01, 0.001]),
     "pruning.prune_epochs": (("imp",), [10, 99]),
@@ -197,8 +204,10 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "pruning.momentum": (("chain",), [0.9]),
     "pruning.weight_decay": (("chain",), [5e-4]),
     "pruning.rewind_epoch": (("chain",), [1, 2]),
+    "pruning.schedule": (("chain",), ["constant"]),
     "matching.method": (("perm",), ["weight"]),
     "matching.num_batches": (("perm",), [2, 8]),
+    "matching.augment": (("perm",), [True]),
     "matching.alphas": (("interp",), [[0.0, 0.5, 1.0], [0.0, 0.1, 0.5, 0.9, 1.0]]),
     "matching.interpolation_batches": (("interp",), [3, 5]),
     # Fields that change where or how fast, never what: no artifact may change.
@@ -299,8 +308,22 @@ def test_each_field_changes_exactly_the_artifacts_that_depend_on_it(field, data)
     base = base_config()
     if field == "pruning.rewind_epoch":
         base = with_field(base, "epochs", 4)
+    if field in STEP_ONLY:  # a cosine config refuses them: they are tried where they apply
+        base = with_field(base, "optimizer.schedule", "step")
     changed = changed_stages(stage_hashes(base), stage_hashes(with_field(base, field, value)))
     assert changed == affected(roots), (field, value)
+
+
+STEP_ONLY = ("optimizer.warmup_epochs", "optimizer.milestones", "optimizer.gamma")
+
+
+def test_the_step_schedule_parameters_are_in_no_key_of_a_cosine_run():
+    # Under cosine they change nothing, so keys leave them out; the config refuses non-defaults (test_config_cli).
+    base = base_config()
+    step = with_field(base, "optimizer.schedule", "step")
+    assert changed_stages(stage_hashes(base), stage_hashes(step)) == affected(DENSE)
+    cosine = graph.dense(config_from_dict(base, check_data=False), 0, "A").settings["optimizer"]
+    assert set(cosine) == {"type", "lr", "momentum", "weight_decay", "nesterov", "schedule"}
 
 
 @pytest.mark.parametrize("model_type,field,value", [
@@ -320,6 +343,8 @@ def test_weight_matching_settings_change_only_the_permutation_and_below():
     for field, value in (("matching.max_iter", 5), ("matching.seed", 3)):
         changed = changed_stages(stage_hashes(base), stage_hashes(with_field(base, field, value)))
         assert changed == affected(("perm",)), field
+    # Which batches activation matching sees means nothing to weight matching.
+    assert changed_stages(stage_hashes(base), stage_hashes(with_field(base, "matching.augment", True))) == set()
 
 
 def test_the_run_seed_changes_every_artifact():
