@@ -1,13 +1,14 @@
 """The paper's tables from finished runs: mean ± std over seeds, per config, rewind point and run.
 
-    python -m analysis.table runs/                 # every config under runs/, markdown
-    python -m analysis.table runs/ --csv out.csv   # also one CSV row per (config, k, run)
+    python -m analysis.table runs/                         # every config under runs/, markdown
+    python -m analysis.table runs/ --csv out.csv           # also one CSV row per (config, seed, k, run)
+    python -m analysis.table runs/ --summary-csv sum.csv   # also one CSV row per (config, k, run): mean, std
 
 Reads ``<save_path>/<config>-<hash>/seed_<N>/results.json`` as the runner writes
 them and groups seeds by the config hash they record, so two different configs
 with the same name are never averaged together as "seeds" (the table says when
 one name holds several configs). Configs with no finished sparse run are
-listed with their phase-1 numbers only.
+listed with their phase-1 numbers only (and have no row in the long CSV).
 """
 
 from __future__ import annotations
@@ -18,15 +19,39 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 RUN_ORDER = ("lth", "naive", "permuted", "random")
+BARRIERS = ("test_loss_barrier_before", "test_loss_barrier_after",
+            "train_loss_barrier_before", "train_loss_barrier_after")
+LONG_COLUMNS = ("config", "config_hash", "seed", "rewind_convention", "k", "run", "accuracy", "loss",
+                "weight_sparsity", *BARRIERS)
 
 
-def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Display label -> the results.json of each seed of one config (one config hash)."""
-    by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+@dataclass
+class SeedRun:
+    """One seed of one config: its results.json and the config.yaml the runner wrote beside it."""
+
+    path: Path  # the seed's run directory
+    results: dict[str, Any]
+    config: dict[str, Any]  # the resolved config as written; {} when config.yaml is missing or unreadable
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def find_runs(save_path: Path) -> dict[str, list[SeedRun]]:
+    """Display label -> every seed of one config (one config hash), with its config.yaml."""
+    by_hash: dict[str, list[SeedRun]] = defaultdict(list)
     labels: dict[str, str] = {}
     for path in sorted(save_path.glob("*/seed_*/results.json")):
         try:
@@ -36,7 +61,7 @@ def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
             continue
         # Results written before run directories carried the hash: the folder name stands in for it.
         h = res.get("config_hash") or path.parent.parent.name
-        by_hash[h].append(res)
+        by_hash[h].append(SeedRun(path.parent, res, _read_config(path.parent)))
         labels.setdefault(h, res.get("config") or path.parent.parent.name)
     names: dict[str, list[str]] = defaultdict(list)
     for h, label in labels.items():
@@ -49,6 +74,39 @@ def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
         for h in hashes:
             found[f"{label} [{h}]" if len(hashes) > 1 else label] = by_hash[h]
     return found
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a config computes, in the paper's terms: the model, its width, the data and the target sparsity."""
+
+    model: str | None  # "ResNet20", "VGG11", "ResNet50", "MLP"; None without config.yaml
+    dataset: str | None  # as the config spells it: "cifar10", "fashion-mnist", ...
+    width: int | None  # width_multiplier; for an MLP its first hidden width, which is what grows with "width"
+    sparsity: float | None  # the target fraction of pruned weights (IMP's reached sparsity without config.yaml)
+
+
+MODEL_NAMES = {"ResNet": "ResNet20", "VGG11": "VGG11", "ResNet50": "ResNet50", "MLP": "MLP"}
+
+
+def setting_of(run: SeedRun) -> Setting:
+    """The setting of one seed's config; fields stay None where config.yaml does not say."""
+    cfg = run.config
+    sparsity = (cfg.get("pruning") or {}).get("sparsity") or run.results.get("imp", {}).get("sparsity")
+    if not cfg:
+        return Setting(None, None, None, sparsity)
+    model_type = cfg.get("model_type", "ResNet")
+    if model_type == "MLP":
+        hidden = cfg.get("mlp_hidden") or [None]
+        width = hidden[0]
+    else:
+        width = cfg.get("width_multiplier", 1)
+    return Setting(MODEL_NAMES.get(model_type, model_type), cfg.get("dataset"), width, sparsity)
+
+
+def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Display label -> the results.json of each seed of one config (one config hash)."""
+    return {label: [run.results for run in runs] for label, runs in find_runs(save_path).items()}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -99,6 +157,7 @@ def markdown(label: str, summary: dict[str, Any]) -> str:
 
 
 def csv_rows(label: str, summary: dict[str, Any]) -> list[list[Any]]:
+    """The summary CSV: one row per (k, run) with mean and std over seeds."""
     rows = []
     for k, v in summary["sparse"].items():
         for run, values in v.items():
@@ -107,22 +166,51 @@ def csv_rows(label: str, summary: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def long_rows(label: str, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The long CSV: one row per (seed, k, run), numbers as recorded (not rounded), phase-1 barriers repeated.
+
+    Repeating the seed's barriers on each of its rows lets a plotting tool relate a run's accuracy to how well
+    A and B were matched without a join.
+    """
+    rows = []
+    for res in sorted(seeds, key=lambda r: r.get("seed", -1)):
+        matching = res.get("matching", {})
+        common = {"config": label, "config_hash": res.get("config_hash", ""), "seed": res.get("seed", ""),
+                  "rewind_convention": res.get("rewind_convention", "epochs"),
+                  **{b: matching.get(b, "") for b in BARRIERS}}
+        for k in sorted(res.get("sparse", {}), key=int):
+            runs = res["sparse"][k]
+            for run in sorted(runs, key=lambda r: (RUN_ORDER.index(r) if r in RUN_ORDER else len(RUN_ORDER), r)):
+                entry = runs[run]
+                rows.append({**common, "k": int(k), "run": run, "accuracy": entry["accuracy"],
+                             "loss": entry.get("loss", ""), "weight_sparsity": entry.get("weight_sparsity", "")})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__.splitlines()[0])
     p.add_argument("save_path", type=Path, help="the save_path of the runs (holds <config>/seed_<N>/)")
-    p.add_argument("--csv", type=Path, help="also write one row per (config, k, run) here")
+    p.add_argument("--csv", type=Path,
+                   help="also write one row per (config, seed, k, run) here: accuracy, loss and the loss barriers")
+    p.add_argument("--summary-csv", type=Path, help="also write one row per (config, k, run): mean and std over seeds")
     args = p.parse_args(argv)
     found = find_results(args.save_path)
     if not found:
         print(f"error: no <config>/seed_<N>/results.json under {args.save_path}", file=sys.stderr)
         return 2
-    rows = []
+    rows, long = [], []
     for label, seeds in found.items():
         summary = summarize(seeds)
         print(markdown(label, summary))
         rows += csv_rows(label, summary)
+        long += long_rows(label, seeds)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LONG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(long)
+    if args.summary_csv:
+        with open(args.summary_csv, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["config", "k", "run", "seeds", "mean_accuracy", "std_accuracy"])
             writer.writerows(rows)

@@ -1,0 +1,479 @@
+"""Figures from finished runs, each with a CSV of exactly the numbers it plots.
+
+    python -m analysis.plot runs/                          # PNGs and CSVs into runs/figures/
+    python -m analysis.plot runs/ --out docs/figures --pdf # elsewhere, and a PDF of each too
+
+One figure per model and dataset ("family"), named ``<figure>-<family>.png``:
+
+* ``acc_vs_k``: test accuracy against the rewind point k for lth, naive, permuted (and random), mean ± std over
+  seeds, dense A as a dashed line; one panel per config (the paper's Figs. 5 and 9).
+* ``acc_vs_sparsity`` (one per width): test accuracy against the target sparsity, one panel per rewind point
+  (Figs. 9 and 10). Needs two sparsities of one width.
+* ``interpolation``: test loss and test accuracy along the straight path from A (α = 0) to B (α = 1), before
+  (dashed) and after (solid) matching, one colour per width (Fig. 3).
+* ``width_trend``: LTH − permuted and permuted − naive (per seed, averaged over the rewind points k > 0), and
+  the test loss barrier after matching, against width. Needs two widths.
+
+A figure that the runs cannot fill is not drawn; one line says why. Every CSV has the columns
+``panel, quantity, series, <x>, mean, std, seeds`` (x is ``k``, ``sparsity``, ``alpha`` or ``width``): one
+row per plotted point, in the order plotted, numbers unrounded; ``std`` is empty where one seed gives none,
+and the dense-A row of ``acc_vs_k`` has an empty ``k`` because it is a line across the panel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on the machines that run studies
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis.table import RUN_ORDER, SeedRun, Setting, find_runs, setting_of  # noqa: E402
+
+RUN_STYLE = {
+    "lth": ("LTH: $W_A(k) \\odot M_A$", "tab:green", "o"),
+    "naive": ("naive: $W_B(k) \\odot M_A$", "tab:red", "s"),
+    "permuted": ("permuted: $W_B(k) \\odot \\pi(M_A)$", "tab:blue", "D"),
+    "random": ("random mask: $W_B(k)$, same density", "tab:gray", "v"),
+}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "Fashion-MNIST",
+                 "svhn": "SVHN", "imagenet": "ImageNet"}
+CSV_HEAD = ("panel", "quantity", "series")
+PANEL_W, PANEL_H, LEGEND_W = 4.6, 3.6, 3.6
+
+
+@dataclass
+class Config:
+    """One config (one config hash): its label, setting and seeds."""
+
+    label: str
+    setting: Setting
+    seeds: list[SeedRun]
+
+    @property
+    def family(self) -> tuple[str, str]:
+        return (self.setting.model or "unknown model", self.setting.dataset or "unknown data")
+
+
+@dataclass
+class Plot:
+    """A drawn figure and the rows of its CSV."""
+
+    name: str
+    fig: Figure
+    x_name: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Skip:
+    name: str
+    reason: str
+
+
+def family_name(family: tuple[str, str]) -> str:
+    return f"{family[0]} on {DATASET_NAMES.get(family[1], family[1])}"
+
+
+def family_slug(family: tuple[str, str]) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", f"{family[0]}-{family[1]}".lower()).strip("-")
+
+
+def width_label(setting: Setting) -> str:
+    if setting.width is None:
+        return "width ?"
+    return f"{setting.width} hidden" if setting.model == "MLP" else f"×{setting.width}"
+
+
+def config_title(cfg: Config) -> str:
+    s = cfg.setting
+    parts = [f"{s.model or '?'} {width_label(s)}"]
+    if s.sparsity is not None:
+        parts.append(f"{100 * s.sparsity:g}% sparse")
+    n = len(cfg.seeds)
+    return f"{cfg.label}: {', '.join(parts)} ({n} seed{'s' if n != 1 else ''})"
+
+
+def stats(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std; no std from one value (an error bar of 0 would claim a precision we lack)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def k_axis_label(configs: Iterable[Config]) -> str:
+    conventions = {run.results.get("rewind_convention", "epochs") for c in configs for run in c.seeds}
+    if conventions == {"epochs"}:
+        return "rewind point k (weights after k epochs; 0 = initialisation)"
+    if conventions == {"released"}:
+        return "rewind point k (weights after k+1 epochs, as the paper's tables)"
+    return "rewind point k (mixed conventions: see results.json)"
+
+
+def unique_phase1(seeds: Iterable[SeedRun]) -> list[SeedRun]:
+    """Seeds with distinct matching results: the sparsities of one width share dense A, B and their curves.
+
+    Counting the same interpolation four times (once per sparsity config) would shrink its std for nothing;
+    equal results are the same artifact, since two seeds never give bit-identical curves.
+    """
+    seen, out = set(), []
+    for run in seeds:
+        key = json.dumps(run.results.get("matching", {}), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(run)
+    return out
+
+
+def new_figure(panels: int, ncols: int) -> tuple[Figure, list[Any]]:
+    ncols = max(1, min(ncols, panels))
+    nrows = math.ceil(panels / ncols)
+    # One panel is too narrow for the legend below it: that legend goes to the right (see add_legend).
+    extra = LEGEND_W if panels == 1 else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols + extra, PANEL_H * nrows + 1.2),
+                             squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
+def draw_series(ax: Any, xs: list[float], means: list[float], stds: list[float | None], *, label: str, color: str,
+                marker: str = "o", linestyle: str = "-", annotate: bool = False) -> None:
+    """A line with a ± std band; one point becomes a marker with an error bar, since a band needs two."""
+    if len(xs) > 1:
+        ax.plot(xs, means, linestyle=linestyle, marker=marker, markersize=4, color=color, label=label)
+        if any(s is not None for s in stds):
+            lo = [m - (s or 0.0) for m, s in zip(means, stds, strict=True)]
+            hi = [m + (s or 0.0) for m, s in zip(means, stds, strict=True)]
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
+    else:
+        ax.errorbar(xs, means, yerr=[stds[0]] if stds[0] is not None else None, fmt=marker, color=color,
+                    capsize=5, markersize=7, label=label)
+        if annotate:
+            text = f"{means[0]:.2f}" + (f" ± {stds[0]:.2f}" if stds[0] is not None else "")
+            ax.annotate(text, (xs[0], means[0]), xytext=(10, 0), textcoords="offset points", va="center",
+                        fontsize=9, color=color)
+
+
+def add_legend(fig: Figure, axes: list[Any], title: str, ncols: int = 3) -> None:
+    """One legend for all panels (they share their series), and the title on two lines so it never gets cut."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(axes) == 1:
+        fig.legend(handles, labels, loc="outside right center", fontsize=9)
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols), fontsize=9)
+    fig.suptitle(title)
+
+
+def by_family(configs: list[Config]) -> dict[tuple[str, str], list[Config]]:
+    out: dict[tuple[str, str], list[Config]] = defaultdict(list)
+    for c in configs:
+        out[c.family].append(c)
+    for group in out.values():
+        group.sort(key=lambda c: (c.setting.width or 0, c.setting.sparsity or 0, c.label))
+    return dict(sorted(out.items()))
+
+
+def accuracies(seeds: Iterable[SeedRun], k: str, run: str) -> list[float]:
+    return [s.results["sparse"][k][run]["accuracy"] for s in seeds if run in s.results.get("sparse", {}).get(k, {})]
+
+
+def runs_present(configs: Iterable[Config]) -> list[str]:
+    found = {run for c in configs for s in c.seeds for runs in s.results.get("sparse", {}).values() for run in runs}
+    return [r for r in RUN_ORDER if r in found] + sorted(found - set(RUN_ORDER))
+
+
+def style(run: str) -> tuple[str, str, str]:
+    return RUN_STYLE.get(run, (run, "tab:purple", "x"))
+
+
+def figure_acc_vs_k(configs: list[Config]) -> list[Plot | Skip]:
+    out: list[Plot | Skip] = []
+    for family, group in by_family(configs).items():
+        name = f"acc_vs_k-{family_slug(family)}"
+        group = [c for c in group if any(s.results.get("sparse") for s in c.seeds)]
+        if not group:
+            out.append(Skip(name, f"no finished sparse run for {family_name(family)}"))
+            continue
+        fig, axes = new_figure(len(group), ncols=4)
+        plot = Plot(name, fig, "k")
+        single_k = all(len({k for s in c.seeds for k in s.results.get("sparse", {})}) == 1 for c in group)
+        for ax, cfg in zip(axes, group, strict=True):
+            panel = config_title(cfg)
+            ks = sorted({k for s in cfg.seeds for k in s.results.get("sparse", {})}, key=int)
+            dense = [s.results["dense"]["A"]["accuracy"] for s in cfg.seeds if "A" in s.results.get("dense", {})]
+            if dense:
+                m, sd = stats(dense)
+                ax.axhline(m, color="black", linestyle="--", linewidth=1.2, label="dense A (trained)")
+                if single_k:
+                    ax.annotate(f"dense A {m:.2f}", (1, m), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                                textcoords="offset points", ha="right", va="bottom", fontsize=9)
+                plot.rows.append({"panel": panel, "quantity": "test accuracy (%)", "series": "dense A", "k": "",
+                                  "mean": m, "std": sd, "seeds": len(dense)})
+            for run in runs_present([cfg]):
+                points = [(int(k), accuracies(cfg.seeds, k, run)) for k in ks]
+                points = [(k, v) for k, v in points if v]
+                label, color, marker = style(run)
+                summary = [stats(v) for _, v in points]
+                draw_series(ax, [k for k, _ in points], [m for m, _ in summary], [s for _, s in summary],
+                            label=label, color=color, marker=marker, annotate=single_k)
+                for (k, v), (m, sd) in zip(points, summary, strict=True):
+                    plot.rows.append({"panel": panel, "quantity": "test accuracy (%)", "series": run, "k": k,
+                                      "mean": m, "std": sd, "seeds": len(v)})
+            ax.set_title(panel, fontsize=10)
+            ax.set_xlabel(k_axis_label([cfg]), fontsize=9)
+            ax.set_ylabel("test accuracy (%)")
+            ax.grid(alpha=0.3)
+            if len(ks) == 1:
+                # One rewind point: a category, not an axis; leave room on the right for the printed values.
+                k = int(ks[0])
+                ax.set_xticks([k])
+                ax.set_xlim(k - 1, k + 2.2)
+        add_legend(fig, axes, f"{family_name(family)}\nsparse training from rewind point k (mean ± std over seeds)")
+        out.append(plot)
+    return out
+
+
+def figure_acc_vs_sparsity(configs: list[Config]) -> list[Plot | Skip]:
+    out: list[Plot | Skip] = []
+    for family, group in by_family(configs).items():
+        by_width: dict[int | None, list[Config]] = defaultdict(list)
+        for c in group:
+            by_width[c.setting.width].append(c)
+        for width, cfgs in by_width.items():
+            wl = width_label(cfgs[0].setting)
+            name = f"acc_vs_sparsity-{family_slug(family)}-w{width}"
+            cfgs = [c for c in cfgs if c.setting.sparsity is not None and any(s.results.get("sparse") for s in c.seeds)]
+            sparsities = sorted({c.setting.sparsity for c in cfgs})
+            if len(sparsities) < 2:
+                found = ", ".join(f"{100 * s:g}%" for s in sparsities) or "none with a finished sparse run"
+                out.append(Skip(name, f"{family_name(family)} {wl} has one sparsity only ({found}); "
+                                      "this figure needs two or more"))
+                continue
+            # A panel per k that at least two sparsities reached: one point per run is no trend.
+            ks = sorted({k for c in cfgs for s in c.seeds for k in s.results.get("sparse", {})}, key=int)
+            ks = [k for k in ks if sum(any(k in s.results.get("sparse", {}) for s in c.seeds) for c in cfgs) >= 2]
+            if not ks:
+                out.append(Skip(name, f"{family_name(family)} {wl}: no rewind point was run at two sparsities"))
+                continue
+            fig, axes = new_figure(len(ks), ncols=3)
+            plot = Plot(name, fig, "sparsity")
+            for ax, k in zip(axes, ks, strict=True):
+                panel = f"k = {k}"
+                for run in runs_present(cfgs):
+                    pts = [(100 * c.setting.sparsity, accuracies(c.seeds, k, run)) for c in cfgs]
+                    pts = sorted((s, v) for s, v in pts if v)
+                    if not pts:
+                        continue
+                    label, color, marker = style(run)
+                    summary = [stats(v) for _, v in pts]
+                    draw_series(ax, [s for s, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
+                                label=label, color=color, marker=marker)
+                    for (s, v), (m, sd) in zip(pts, summary, strict=True):
+                        plot.rows.append({"panel": panel, "quantity": "test accuracy (%)", "series": run,
+                                          "sparsity": s, "mean": m, "std": sd, "seeds": len(v)})
+                ax.set_title(panel, fontsize=10)
+                ax.set_xlabel("target sparsity (%)")
+                ax.set_ylabel("test accuracy (%)")
+                ax.set_xticks([100 * s for s in sparsities])
+                ax.grid(alpha=0.3)
+            add_legend(fig, axes, f"{family_name(family)} {wl}\n"
+                                  "accuracy against sparsity per rewind point k (mean ± std over seeds)")
+            out.append(plot)
+    return out
+
+
+def _curve_stats(seeds: list[SeedRun], side: str, key: str) -> list[tuple[float, float, float | None, int]]:
+    """(alpha, mean, std, n) along one curve over seeds; seeds are joined on alpha, not on position."""
+    at: dict[float, list[float]] = defaultdict(list)
+    for s in seeds:
+        for point in s.results.get("matching", {}).get(side, []):
+            at[round(point["alpha"], 9)].append(point[key])
+    return [(a, *stats(v), len(v)) for a, v in sorted(at.items())]
+
+
+def figure_interpolation(configs: list[Config]) -> list[Plot | Skip]:
+    out: list[Plot | Skip] = []
+    for family, group in by_family(configs).items():
+        name = f"interpolation-{family_slug(family)}"
+        by_width: dict[int | None, list[SeedRun]] = defaultdict(list)
+        labels: dict[int | None, str] = {}
+        for c in group:
+            with_curves = [s for s in c.seeds if s.results.get("matching", {}).get("curve_after")]
+            by_width[c.setting.width].extend(with_curves)
+            labels[c.setting.width] = width_label(c.setting)
+        by_width = {w: unique_phase1(s) for w, s in by_width.items() if s}
+        if not by_width:
+            out.append(Skip(name, f"no results.json of {family_name(family)} holds interpolation curves "
+                                  "(rerun experiment.py to rebuild results.json from the artifacts)"))
+            continue
+        fig, axes = new_figure(2, ncols=2)
+        plot = Plot(name, fig, "alpha")
+        colors = plt.get_cmap("viridis")
+        widths = sorted(by_width, key=lambda w: w or 0)
+        quantities = (("test_loss", "test loss"), ("test_accuracy", "test accuracy (%)"))
+        for ax, (key, quantity) in zip(axes, quantities, strict=True):
+            for i, width in enumerate(widths):
+                color = colors(0.1 + 0.75 * i / max(1, len(widths) - 1)) if len(widths) > 1 else "tab:blue"
+                for side, when, ls in (("curve_before", "before", "--"), ("curve_after", "after", "-")):
+                    pts = _curve_stats(by_width[width], side, key)
+                    if not pts:
+                        continue
+                    series = f"{labels[width]}, {when} matching"
+                    draw_series(ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], label=series,
+                                color=color, linestyle=ls, marker="o" if when == "after" else ".")
+                    for a, m, sd, n in pts:
+                        plot.rows.append({"panel": quantity, "quantity": quantity, "series": series, "alpha": a,
+                                          "mean": m, "std": sd, "seeds": n})
+            ax.set_title(quantity, fontsize=10)
+            ax.set_xlabel("α: weights (1−α)·A + α·B  (A, or π(A) after matching, at α = 0)", fontsize=9)
+            ax.set_ylabel(quantity)
+            ax.set_xlim(0, 1)
+            ax.grid(alpha=0.3)
+        n = max(len(s) for s in by_width.values())
+        add_legend(fig, axes, f"{family_name(family)}\nthe straight path between the two dense models "
+                              f"(mean ± std over {n} seed{'s' if n != 1 else ''})", ncols=4)
+        out.append(plot)
+    return out
+
+
+def _gap(seeds: list[SeedRun], hi: str, lo: str) -> list[float]:
+    """Per seed, hi − lo averaged over its rewind points k > 0 (all k when it has only k = 0)."""
+    gaps = []
+    for s in seeds:
+        sparse = s.results.get("sparse", {})
+        ks = [k for k, runs in sparse.items() if hi in runs and lo in runs]
+        later = [k for k in ks if int(k) > 0] or ks
+        if later:
+            gaps.append(statistics.fmean(sparse[k][hi]["accuracy"] - sparse[k][lo]["accuracy"] for k in later))
+    return gaps
+
+
+def figure_width_trend(configs: list[Config]) -> list[Plot | Skip]:
+    out: list[Plot | Skip] = []
+    for family, group in by_family(configs).items():
+        name = f"width_trend-{family_slug(family)}"
+        widths = sorted({c.setting.width for c in group if c.setting.width is not None})
+        if len(widths) < 2:
+            found = ", ".join(width_label(c.setting) for c in group[:1]) if widths else "unknown (no config.yaml)"
+            out.append(Skip(name, f"{family_name(family)} has one width only ({found}); this figure needs two or more"))
+            continue
+        fig, axes = new_figure(3, ncols=3)
+        plot = Plot(name, fig, "width")
+        sparsities = sorted({c.setting.sparsity for c in group if c.setting.sparsity is not None})
+        colors = plt.get_cmap("plasma")
+        panels = (("LTH − permuted", "lth", "permuted"), ("permuted − naive", "permuted", "naive"))
+        for ax, (title, hi, lo) in zip(axes[:2], panels, strict=True):
+            for i, sp in enumerate(sparsities):
+                pts = []
+                for c in group:
+                    if c.setting.sparsity == sp and c.setting.width is not None:
+                        gaps = _gap(c.seeds, hi, lo)
+                        if gaps:
+                            pts.append((c.setting.width, gaps))
+                if not pts:
+                    continue
+                pts.sort()
+                summary = [stats(v) for _, v in pts]
+                series = f"{100 * sp:g}% sparse"
+                draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
+                            label=series, color=colors(0.1 + 0.7 * i / max(1, len(sparsities) - 1)))
+                for (w, v), (m, sd) in zip(pts, summary, strict=True):
+                    plot.rows.append({"panel": title, "quantity": "test accuracy difference (points)",
+                                      "series": series, "width": w, "mean": m, "std": sd, "seeds": len(v)})
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_title(f"{title} (mean over k > 0)", fontsize=10)
+            ax.set_ylabel("test accuracy difference (points)")
+        ax = axes[2]
+        by_width: dict[int, list[SeedRun]] = defaultdict(list)
+        for c in group:
+            if c.setting.width is not None:
+                by_width[c.setting.width].extend(c.seeds)
+        pts = []
+        for w in widths:
+            barriers = [s.results["matching"]["test_loss_barrier_after"] for s in unique_phase1(by_width[w])
+                        if "test_loss_barrier_after" in s.results.get("matching", {})]
+            if barriers:
+                pts.append((w, barriers))
+        summary = [stats(v) for _, v in pts]
+        draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
+                    label="test loss barrier after matching", color="tab:blue")
+        for (w, v), (m, sd) in zip(pts, summary, strict=True):
+            plot.rows.append({"panel": "loss barrier after matching", "quantity": "test loss barrier",
+                              "series": "after matching", "width": w, "mean": m, "std": sd, "seeds": len(v)})
+        ax.set_title("test loss barrier after matching", fontsize=10)
+        ax.set_ylabel("test loss barrier")
+        for ax in axes:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(widths, [width_label(Setting(group[0].setting.model, None, w, None)) for w in widths])
+            ax.minorticks_off()
+            ax.set_xlabel("width")
+            ax.grid(alpha=0.3)
+        add_legend(fig, axes, f"{family_name(family)}\nhow the gaps and the barrier change with width "
+                              "(mean ± std over seeds)", ncols=4)
+        out.append(plot)
+    return out
+
+
+FIGURES: tuple[Callable[[list[Config]], list[Plot | Skip]], ...] = (
+    figure_acc_vs_k, figure_acc_vs_sparsity, figure_interpolation, figure_width_trend)
+
+
+def load_configs(save_path: Path) -> list[Config]:
+    return [Config(label, setting_of(seeds[0]), seeds) for label, seeds in find_runs(save_path).items()]
+
+
+def write_plot(plot: Plot, out: Path, pdf: bool) -> list[Path]:
+    png = out / f"{plot.name}.png"
+    plot.fig.savefig(png, dpi=150)
+    written = [png]
+    if pdf:
+        plot.fig.savefig(png.with_suffix(".pdf"))
+        written.append(png.with_suffix(".pdf"))
+    plt.close(plot.fig)
+    columns = (*CSV_HEAD, plot.x_name, "mean", "std", "seeds")
+    with open(png.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in plot.rows:
+            writer.writerow({c: "" if row.get(c) is None else row[c] for c in columns})
+    written.append(png.with_suffix(".csv"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.plot", description=__doc__.splitlines()[0])
+    p.add_argument("save_path", type=Path, help="the save_path of the runs (holds <config>/seed_<N>/)")
+    p.add_argument("--out", type=Path, help="where the figures go (default: SAVE_PATH/figures)")
+    p.add_argument("--pdf", action="store_true", help="also save each figure as PDF")
+    args = p.parse_args(argv)
+    configs = load_configs(args.save_path)
+    if not configs:
+        print(f"error: no <config>/seed_<N>/results.json under {args.save_path}", file=sys.stderr)
+        return 2
+    out = args.out or args.save_path / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    for make in FIGURES:
+        for item in make(configs):
+            if isinstance(item, Skip):
+                print(f"skipped {item.name}: {item.reason}")
+            else:
+                print("wrote " + ", ".join(str(p) for p in write_plot(item, out, args.pdf)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
