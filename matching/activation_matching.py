@@ -6,21 +6,35 @@ sample; the permutation maximising the summed correlation is a linear
 assignment problem, solved once per group.
 
 All groups are collected in one pass: forward hooks on every listed module of
-both models, one forward of A and one of B per batch, statistics accumulated in
-float64 (sums, sums of squares, and the A-by-B cross-product matrix).
+both models, one forward of A and one of B per batch. Per module and batch the
+statistics (sums, sums of squares, the A-by-B cross products) are computed on
+activations shifted by a per-unit constant (the unit's mean on the first batch),
+with float32 matrix products, and added up across batches in float64; the
+modules of a group are then pooled exactly (Chan's formula). The shift keeps
+float32 accurate when means are large against spreads (products of raw
+activations would lose the covariance to cancellation), and it makes a unit
+that is constant on the data exactly zero after shifting, so dead units are
+found exactly. Correlations agree with all-float64 statistics to about 1e-6
+(benchmarks/RESULTS.md, tests/test_matching.py). Small activations (at most
+``_FLOAT64_MAX_VALUES`` values per batch, where float32 would save nothing) and
+float64 models are multiplied in float64.
 
 Units with zero variance on the data (dead ReLUs, a unit whose incoming weights
 are zero) carry no activation signal: their correlations are set to 0 (never
-NaN). The ties they create, and exact ties between live units (with little data,
-two units firing on the same single sample), are broken by the weights: on the
-rows and columns of tied units a tiny multiple of the group's weight-matching
-score (other groups permuted by the activation result) is added, too small to
-move any assignment decided by a real correlation. So a planted permutation is
-recovered exactly even where units are dead.
+NaN). Units that are interchangeable on the data (identical activations up to
+scale, e.g. two units firing on the same single sample) get exactly equal
+correlations: columns (rows) that agree everywhere within the statistics'
+precision are replaced by their mean. The ties dead and interchangeable units
+create are broken by the weights: on the rows and columns of tied units a tiny
+multiple of the group's weight-matching score (other groups permuted by the
+activation result) is added, too small to move any assignment decided by a real
+correlation. So a planted permutation is recovered exactly even where units are
+dead or duplicated.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +45,25 @@ from torch import nn
 from matching.assignment import group_sizes, matchable_keys, solve_assignment, weight_similarity
 from matching.spec import PermutationSpec
 
-# A unit counts as dead when its variance is below this fraction of its mean square:
-# a constant activation leaves only float64 rounding (~1e-16 relative) as variance.
+# A unit counts as dead when its variance is below this fraction of its mean square. A constant
+# unit is exactly 0 after the shift (see _ModuleStats), so its variance is exactly 0.
 _DEAD_REL_VAR = 1e-9
+# Activations of at most this many values per batch (rows x units) are multiplied in float64: at that
+# size per-op overhead dominates and float32 saves nothing, while float64 is exact (small data is also
+# where exact ties between units, e.g. two units firing on the same single sample, are common).
+_FLOAT64_MAX_VALUES = 1 << 16
+# Rows per float32 matrix product; the products of longer activations are added in float64 block
+# by block, so that the float32 error does not grow with the batch's size (ImageNet stems).
+_BLOCK_ROWS = 1 << 17
+# Correlations from float32 products are within ~2e-6 of float64 ones (benchmarks/RESULTS.md); two
+# units whose correlations with every unit of the other model agree within this are interchangeable.
+_SAME_UNIT_TOL = 1e-5
 # Total weight of the weight-similarity tie-break, spread over the n entries of an
 # assignment: the whole tie-break can move the objective by at most ~2e-6.
 _TIE_BREAK = 1e-6
 _MAX_TIE_BREAK_PASSES = 10
-# Two correlations closer than this are a tie, to be broken by the weights.
+# Two correlations closer than this are a tie, to be broken by the weights (interchangeable units
+# have been made exactly equal, dead ones are exactly 0).
 _TIE_GAP = 1e-9
 
 
@@ -49,63 +74,222 @@ class GroupCorrelation:
     dead_b: torch.Tensor  # bool per unit of B
 
 
-class _GroupStats:
-    """Float64 running sums for one group: A and B sums, sums of squares, A-by-B cross products."""
+@dataclass(frozen=True)
+class _Moments:
+    """One module's float64 statistics about its own means: count, means, sums of squared
+    deviations (M2) and the A-by-B co-moment ``sum (a - mean_a)(b - mean_b)^T``."""
+
+    count: int
+    mean_a: torch.Tensor
+    mean_b: torch.Tensor
+    m2_a: torch.Tensor
+    m2_b: torch.Tensor
+    comoment: torch.Tensor  # [unit of A, unit of B]
+
+
+def _cross(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    """``za.T @ zb`` in za's dtype, in blocks of rows added up in float64.
+
+    Full float32 products even where the user allows TF32 or bf16 matmuls (``torch.
+    set_float32_matmul_precision``): a 10-bit mantissa would cost three digits of every correlation.
+    """
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        rows = za.shape[0]
+        if rows <= _BLOCK_ROWS or za.dtype == torch.float64:
+            return (za.T @ zb).double()
+        total = torch.zeros(za.shape[1], zb.shape[1], dtype=torch.float64, device=za.device)
+        for start in range(0, rows, _BLOCK_ROWS):
+            total += (za[start : start + _BLOCK_ROWS].T @ zb[start : start + _BLOCK_ROWS]).double()
+        return total
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
+class _Scratch:
+    """Buffers reused from batch to batch, so that the statistics allocate nothing large per batch.
+
+    On CPU a fresh tensor of a few MB costs more in page faults than the arithmetic done in
+    it (measured on ResNet20's 8 MB activations: a square 6 ms fresh, 0.6 ms in place).
+    """
 
     def __init__(self) -> None:
+        self._buffers: dict[Any, torch.Tensor] = {}
+
+    def get(self, key: Any, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        numel = math.prod(shape)
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < numel or buf.dtype != dtype or buf.device != device:
+            buf = torch.empty(numel, dtype=dtype, device=device)
+            self._buffers[key] = buf
+        return buf[:numel].view(shape)
+
+
+class _ModuleStats:
+    """Running float64 sums for one hooked module, over activations shifted by a per-unit constant.
+
+    The shift of each model's units is their mean over the first batch: shifted
+    activations have means of the order of their spreads, so float32 products keep the
+    covariance. Where that mean is within 1e-5 of the first sample's value, the shift is
+    that value itself: so a unit constant at c is shifted by exactly c (a float32 mean of
+    copies of c is only within ~1e-6 of c), and its shifted values, sums and variance are
+    exactly 0.
+    """
+
+    def __init__(self, name: str, scratch: _Scratch) -> None:
+        self.name = name
+        self.scratch = scratch
         self.count = 0
-        self.sum_a: torch.Tensor | None = None
-        self.sum_b: torch.Tensor | None = None
-        self.sq_a: torch.Tensor | None = None
-        self.sq_b: torch.Tensor | None = None
+        self.shift: dict[str, torch.Tensor] = {}
+        self.sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.cross: torch.Tensor | None = None  # [unit of A, unit of B]
 
-    def add(self, za: torch.Tensor, zb: torch.Tensor) -> None:
+    def shifted(self, out: Any, role: str) -> torch.Tensor:
+        """(N, C, *spatial) -> (N * prod(spatial), C), shifted, in a buffer; adds its sums.
+
+        The copy is the one pass every activation needs: it puts units last (free for
+        channels_last tensors, a transpose otherwise), converts, and keeps A's activations
+        safe from in-place ops until B's forward. A's buffer is this module's own (it
+        lives until B's forward); B's is shared by all modules.
+        """
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"module {self.name!r} returned {type(out).__name__}; activation matching needs a tensor"
+            )
+        if out.dim() < 2:
+            raise ValueError(
+                f"module {self.name!r} returned shape {tuple(out.shape)}; units must be on dimension 1"
+            )
+        z = out.detach().movedim(1, -1)
+        units = z.shape[-1]
+        # float32 products (a half-precision model's too); small activations and float64 models: float64
+        small = z.numel() <= _FLOAT64_MAX_VALUES
+        dtype = torch.float64 if small or z.dtype == torch.float64 else torch.float32
+        if role not in self.shift:
+            rows = max(z.numel() // max(units, 1), 1)
+            mean = z.sum(dim=tuple(range(z.dim() - 1)), dtype=dtype) / rows
+            first = z[(0,) * (z.dim() - 1)].to(dtype)
+            self.shift[role] = torch.where((mean - first).abs() <= 1e-5 * first.abs(), first, mean)
+        shift = self.shift[role].to(dtype)  # a batch of another size may take the other dtype
+        if shift.shape[0] != units:
+            raise ValueError(f"module {self.name!r} changed its number of units between batches")
+        key = ("a", self.name) if role == "a" else "b"
+        centered = self.scratch.get(key, tuple(z.shape), dtype, z.device)
+        torch.sub(z, shift, out=centered)
+        centered = centered.view(-1, units)
+        squares = self.scratch.get("squares", tuple(centered.shape), dtype, z.device)
+        torch.mul(centered, centered, out=squares)
+        part = (centered.sum(0).double(), squares.sum(0).double())
+        old = self.sums.get(role)
+        self.sums[role] = part if old is None else (old[0] + part[0], old[1] + part[1])
+        return centered
+
+    def add_cross(self, za: torch.Tensor, zb: torch.Tensor) -> None:
         if za.shape != zb.shape:
             raise ValueError(
-                f"activation shapes differ between models: {tuple(za.shape)} vs {tuple(zb.shape)}"
+                f"activation shapes differ between models at {self.name!r}: "
+                f"{tuple(za.shape)} vs {tuple(zb.shape)}"
             )
         if za.device != zb.device:
             zb = zb.to(za.device)
-        parts = (za.sum(0), zb.sum(0), (za * za).sum(0), (zb * zb).sum(0), za.T @ zb)
-        if self.cross is None:
-            self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross = parts
-        else:
-            if parts[4].shape != self.cross.shape:
-                raise ValueError("modules of one group have different numbers of units")
-            self.sum_a += parts[0]
-            self.sum_b += parts[1]
-            self.sq_a += parts[2]
-            self.sq_b += parts[3]
-            self.cross += parts[4]
+        if za.dtype != zb.dtype:  # float32 in one model, float64 in the other: multiply in float64
+            za, zb = za.double(), zb.double()
+        part = _cross(za, zb)
+        self.cross = part if self.cross is None else self.cross + part
         self.count += za.shape[0]
 
-    def correlation(self) -> GroupCorrelation:
+    def moments(self) -> _Moments:
         n = self.count
-        mean_a, mean_b = self.sum_a / n, self.sum_b / n
-        msq_a, msq_b = self.sq_a / n, self.sq_b / n
-        var_a, var_b = msq_a - mean_a**2, msq_b - mean_b**2
-        dead_a = var_a <= _DEAD_REL_VAR * msq_a
-        dead_b = var_b <= _DEAD_REL_VAR * msq_b
-        std_a = torch.where(dead_a, torch.ones_like(var_a), var_a.clamp_min(0).sqrt())
-        std_b = torch.where(dead_b, torch.ones_like(var_b), var_b.clamp_min(0).sqrt())
-        cov = self.cross / n - torch.outer(mean_a, mean_b)
-        corr = cov / torch.outer(std_a, std_b)
-        corr = corr.masked_fill(dead_a[:, None] | dead_b[None, :], 0.0)
-        return GroupCorrelation(corr=corr.T.contiguous(), dead_a=dead_a, dead_b=dead_b)
+        (sum_a, sq_a), (sum_b, sq_b) = self.sums["a"], self.sums["b"]
+        return _Moments(
+            count=n,
+            mean_a=self.shift["a"].double().to(sum_a.device) + sum_a / n,
+            mean_b=self.shift["b"].double().to(sum_b.device) + sum_b / n,
+            m2_a=(sq_a - sum_a * sum_a / n).clamp_min(0),
+            m2_b=(sq_b - sum_b * sum_b / n).clamp_min(0),
+            comoment=self.cross - torch.outer(sum_a, sum_b) / n,
+        )
 
 
-def _flatten_units(z: Any, name: str) -> torch.Tensor:
-    """(N, C, *spatial) -> (N * prod(spatial), C) in float64: every position is a sample."""
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"module {name!r} returned {type(z).__name__}; activation matching needs a tensor")
-    if z.dim() < 2:
-        raise ValueError(f"module {name!r} returned shape {tuple(z.shape)}; units must be on dimension 1")
-    z = z.detach()
-    # one copy that converts and puts units last; it also keeps later in-place ops from reaching it
-    out = torch.empty((*z.shape[:1], *z.shape[2:], z.shape[1]), dtype=torch.float64, device=z.device)
-    out.copy_(z.movedim(1, -1))
-    return out.reshape(-1, z.shape[1])
+def _pool(parts: list[_Moments]) -> _Moments:
+    """The moments of the union of the modules' samples (Chan et al.'s parallel formula)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.comoment.shape for p in parts}) > 1:
+        raise ValueError("modules of one group have different numbers of units")
+    n = sum(p.count for p in parts)
+    mean_a = sum(p.count * p.mean_a for p in parts) / n
+    mean_b = sum(p.count * p.mean_b for p in parts) / n
+    m2_a = sum(p.m2_a + p.count * (p.mean_a - mean_a) ** 2 for p in parts)
+    m2_b = sum(p.m2_b + p.count * (p.mean_b - mean_b) ** 2 for p in parts)
+    comoment = sum(p.comoment + p.count * torch.outer(p.mean_a - mean_a, p.mean_b - mean_b) for p in parts)
+    return _Moments(n, mean_a, mean_b, m2_a, m2_b, comoment)
+
+
+def _correlation(m: _Moments) -> GroupCorrelation:
+    n = m.count
+    var_a, var_b = m.m2_a / n, m.m2_b / n
+    dead_a = var_a <= _DEAD_REL_VAR * (var_a + m.mean_a**2)
+    dead_b = var_b <= _DEAD_REL_VAR * (var_b + m.mean_b**2)
+    std_a = torch.where(dead_a, torch.ones_like(var_a), var_a.sqrt())
+    std_b = torch.where(dead_b, torch.ones_like(var_b), var_b.sqrt())
+    corr = (m.comoment / n) / torch.outer(std_a, std_b)
+    corr = corr.masked_fill(dead_a[:, None] | dead_b[None, :], 0.0).T.contiguous()  # [unit of B, unit of A]
+    corr = _merge_interchangeable(corr, ~dead_a, dim=1)
+    corr = _merge_interchangeable(corr, ~dead_b, dim=0)
+    return GroupCorrelation(corr=corr, dead_a=dead_a, dead_b=dead_b)
+
+
+def _merge_interchangeable(corr: torch.Tensor, live: torch.Tensor, dim: int) -> torch.Tensor:
+    """Replace the columns (``dim=1``, A's units) or rows (``dim=0``, B's units) of live units
+    that agree everywhere within ``_SAME_UNIT_TOL`` by their mean, so their ties are exact.
+
+    Such units are indistinguishable on the data (e.g. identical activations, or two units
+    firing on the same single sample); in float32 their correlations differ by rounding,
+    which would decide the tie at random instead of by the weights. Candidates are found
+    by sorting a random projection of the vectors (pairs within the tolerance project
+    within ``_SAME_UNIT_TOL * |r|_1`` of each other), then checked entry by entry.
+    """
+    vectors = corr if dim == 1 else corr.T  # one unit per column
+    units = torch.nonzero(live).flatten()
+    if len(units) < 2:
+        return corr
+    g = torch.Generator(device="cpu").manual_seed(0)
+    r = torch.rand(vectors.shape[0], generator=g, dtype=torch.float64).to(vectors.device)
+    proj = r @ vectors[:, units]
+    order = torch.argsort(proj)
+    proj, units = proj[order].tolist(), units[order]
+    window = _SAME_UNIT_TOL * float(r.sum())
+    parent = list(range(len(units)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    merged = False
+    for i in range(len(units)):
+        j = i + 1
+        while j < len(units) and proj[j] - proj[i] <= window:
+            if root(i) != root(j):
+                diff = (vectors[:, units[i]] - vectors[:, units[j]]).abs().max()
+                if float(diff) <= _SAME_UNIT_TOL:
+                    parent[root(j)] = root(i)
+                    merged = True
+            j += 1
+    if not merged:
+        return corr
+    vectors = vectors.clone()
+    classes: dict[int, list[int]] = {}
+    for i in range(len(units)):
+        classes.setdefault(root(i), []).append(int(units[i]))
+    for members in classes.values():
+        if len(members) > 1:
+            idx = torch.tensor(members, device=vectors.device)
+            vectors[:, idx] = vectors[:, idx].mean(1, keepdim=True)
+    return vectors if dim == 1 else vectors.T.contiguous()
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -131,13 +315,12 @@ def collect_correlations(
     """Per group with activation modules: unit correlations between A and B over ``batches``.
 
     One forward pass of each model per batch, in eval mode under ``no_grad``;
-    every module's training flag is restored afterwards.
+    every module's training flag is restored afterwards. A module listed in
+    several groups is measured once.
     """
-    groups_of: dict[str, list[str]] = {}
-    for group, names in spec.activations.items():
-        for name in names:
-            groups_of.setdefault(name, []).append(group)
-    stats = {g: _GroupStats() for g, names in spec.activations.items() if names}
+    groups = {g: list(names) for g, names in spec.activations.items() if names}
+    scratch = _Scratch()
+    stats = {name: _ModuleStats(name, scratch) for names in groups.values() for name in names}
     pending: dict[str, torch.Tensor] = {}
     seen: set[tuple[str, str]] = set()
     phase = {"role": ""}
@@ -152,15 +335,14 @@ def collect_correlations(
                     "must run once (a shared module, e.g. one ReLU reused, mixes several layers)"
                 )
             seen.add((role, name))
-            z = _flatten_units(out, name)
+            z = stats[name].shifted(out, role)
             if role == "a":
                 pending[name] = z
                 return
             za = pending.pop(name, None)
             if za is None:
                 raise RuntimeError(f"module {name!r} ran in model B but not in model A")
-            for g in groups_of[name]:
-                stats[g].add(za, z)
+            stats[name].add_cross(za, z)
 
         return hook
 
@@ -169,7 +351,7 @@ def collect_correlations(
     try:
         for role, model in (("a", model_a), ("b", model_b)):
             modules = dict(model.named_modules())
-            for name in groups_of:
+            for name in stats:
                 if name not in modules:
                     raise ValueError(
                         f"spec.activations names module {name!r}, which model {role.upper()} lacks"
@@ -197,7 +379,8 @@ def collect_correlations(
             m.training = mode
     if any(s.count == 0 for s in stats.values()):
         raise ValueError("activation matching got no batches (or a listed module never ran)")
-    return {g: s.correlation() for g, s in stats.items()}
+    moments = {name: s.moments() for name, s in stats.items()}
+    return {g: _correlation(_pool([moments[n] for n in names])) for g, names in groups.items()}
 
 
 def activation_matching(
@@ -214,7 +397,21 @@ def activation_matching(
     """
     if spec is None:
         spec = model_a.permutation_spec()
-    corr = collect_correlations(model_a, model_b, batches, spec)
+    return permutations_from_correlations(model_a, model_b, collect_correlations(model_a, model_b, batches, spec), spec)
+
+
+def permutations_from_correlations(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    correlations: Mapping[str, GroupCorrelation],
+    spec: PermutationSpec,
+) -> dict[str, torch.Tensor]:
+    """The assignments of :func:`activation_matching` from already collected correlations.
+
+    One assignment per group; groups without correlations are matched by weights, and
+    ties (dead or interchangeable units) are broken by weights.
+    """
+    corr = dict(correlations)
     perms = {g: solve_assignment(c.corr) for g, c in corr.items()}
 
     sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
@@ -240,7 +437,8 @@ def _tied_units(c: GroupCorrelation, dim: int) -> torch.Tensor:
 
     Dead units tie with everything. A live unit ties when its two best
     correlations are within ``_TIE_GAP``: with few samples, two units that
-    fire on the same single sample correlate exactly alike.
+    fire on the same single sample correlate exactly alike (made exact by
+    :func:`_merge_interchangeable`).
     """
     dead = c.dead_b if dim == 1 else c.dead_a
     if c.corr.shape[dim] < 2:

@@ -358,3 +358,223 @@ def test_activation_matching_recovers_planted_mlp(hidden, n_dead, seed):
     x = torch.randn(32, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
     found = activation_matching(a, b, [x])
     _assert_recovers(a.permutation_spec(), a, b, found, planted)
+
+
+# ---------------------------------------------------------------- float32 statistics (issue 10, item 4)
+# The tests above use small inputs, whose statistics are float64 (``_FLOAT64_MAX_VALUES``); the fixture
+# below sends every activation through the float32 products the full-size matching data takes, and the
+# tests above are run again under it.
+
+
+@pytest.fixture
+def float32_products(monkeypatch):
+    monkeypatch.setattr(am_module, "_FLOAT64_MAX_VALUES", 0)
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_float32_products_recover_planted_permutation(arch, planted_models, float32_products):
+    test_activation_matching_recovers_planted_permutation(arch, planted_models)
+
+
+@pytest.mark.parametrize(
+    ("arch", "weight_key", "bias_key"),
+    [
+        ("mlp", "fc1.weight", "fc1.bias"),
+        ("resnet20_w1", "layer1.0.conv1.weight", None),
+        ("vgg11", "features.3.weight", "features.3.bias"),
+    ],
+)
+def test_float32_products_break_dead_unit_ties_by_weights(arch, weight_key, bias_key, float32_products):
+    test_activation_matching_breaks_dead_unit_ties_by_weights(arch, weight_key, bias_key)
+
+
+def test_float32_products_break_ties_between_live_units_by_weights(float32_products):
+    test_activation_matching_breaks_ties_between_live_units_by_weights()
+
+
+def test_float32_products_with_weight_only_groups_and_modes(float32_products):
+    test_groups_without_activation_modules_are_matched_by_weights()
+    test_activation_matching_accepts_pairs_or_inputs_and_restores_modes()
+    test_activation_matching_beats_identity_on_independent_models()
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(
+    hidden=st.lists(st.integers(min_value=3, max_value=16), min_size=1, max_size=3),
+    n_dead=st.integers(min_value=0, max_value=3),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_float32_products_recover_planted_mlp(hidden, n_dead, seed):
+    with pytest.MonkeyPatch.context() as mp:  # a function-scoped fixture would be shared by the examples
+        mp.setattr(am_module, "_FLOAT64_MAX_VALUES", 0)
+        test_activation_matching_recovers_planted_mlp.hypothesis.inner_test(hidden, n_dead, seed)
+
+
+def test_float32_products_match_numpy_to_1e6(float32_products):
+    """The float64 test above holds to 1e-9; float32 products of the same data agree to 1e-6."""
+    a, b = _build("mlp", seed=60), _build("mlp", seed=61)
+    batches = _inputs("mlp", n_batches=3)
+    x = torch.cat(batches)
+    for group, depth in (("hidden1", 3), ("hidden2", 5)):
+        corr = collect_correlations(a, b, batches, a.permutation_spec())[group].corr
+        with torch.no_grad():
+            za = nn.Sequential(*list(a)[:depth])(x).double()
+            zb = nn.Sequential(*list(b)[:depth])(x).double()
+        expected = torch.corrcoef(torch.cat([zb.T, za.T]))[: zb.shape[1], zb.shape[1] :]
+        alive = torch.isfinite(expected)
+        assert float((corr[alive] - expected[alive]).abs().max()) < 1e-6
+
+
+class _TwoConvs(nn.Module):
+    """Two parallel convs whose outputs sit near ``offset`` with spreads of ~1 (biases offset + N(0, 0.3))."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1)
+        with torch.no_grad():
+            for conv in (self.a, self.b):
+                conv.bias.copy_(offset + 0.3 * torch.randn(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+
+def _conv_pair(offset: float, channels_last: bool) -> tuple[nn.Module, nn.Module]:
+    nets = []
+    for seed in (70, 71):
+        torch.manual_seed(seed)
+        net = _TwoConvs(offset)
+        nets.append((net.to(memory_format=torch.channels_last) if channels_last else net).eval())
+    return nets[0], nets[1]
+
+
+def _reference_corr(model_a: nn.Module, model_b: nn.Module, batches: list[torch.Tensor], names: list[str]):
+    """[B unit, A unit] correlation in float64 of the float32 activations of ``names``, pooled over
+    modules and batches; and those activations (rows, units) of A and of B."""
+
+    def acts(model: nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            outs = [getattr(model, n)(x) for x in batches for n in names]
+        return torch.cat([z.movedim(1, -1).reshape(-1, z.shape[1]).double() for z in outs])
+
+    za, zb = acts(model_a), acts(model_b)
+    return torch.corrcoef(torch.cat([zb.T, za.T]))[: zb.shape[1], zb.shape[1] :], za, zb
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_statistics_equal_float64_ones_with_a_large_mean_offset(channels_last, float32_products):
+    """Means of ~1000 on spreads of ~1, one module alone and two pooled into a group: the per-module
+    shift keeps float32 products within 1e-6 of float64 statistics, where unshifted ones are far off."""
+    model_a, model_b = _conv_pair(1000.0, channels_last)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(4)]
+    spec = PermutationSpec(axes={}, activations={"alone": ["a"], "pooled": ["a", "b"]})
+    got = collect_correlations(model_a, model_b, batches, spec)
+    for group, names in spec.activations.items():
+        expected, za, zb = _reference_corr(model_a, model_b, batches, names)
+        assert not got[group].dead_a.any() and not got[group].dead_b.any()
+        assert float((got[group].corr - expected).abs().max()) < 1e-6
+    # the same sums of the raw activations in float32 lose the covariance to cancellation
+    za32, zb32 = za.float(), zb.float()
+    n = za.shape[0]
+    mean_a, mean_b = za32.sum(0).double() / n, zb32.sum(0).double() / n
+    cov = (zb32.T @ za32).double() / n - torch.outer(mean_b, mean_a)
+    var_a = (za32 * za32).sum(0).double() / n - mean_a**2
+    var_b = (zb32 * zb32).sum(0).double() / n - mean_b**2
+    naive = cov / torch.outer(var_b.abs().sqrt(), var_a.abs().sqrt())
+    assert float((naive - expected).abs().max()) > 1e-2
+
+
+def test_float32_statistics_in_blocks_equal_one_product(monkeypatch, float32_products):
+    """Activations longer than _BLOCK_ROWS rows are multiplied block by block and added in float64."""
+    model_a, model_b = _conv_pair(3.0, channels_last=True)
+    batches = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))]
+    spec = PermutationSpec(axes={}, activations={"h": ["b"]})
+    whole = collect_correlations(model_a, model_b, batches, spec)["h"].corr
+    monkeypatch.setattr(am_module, "_BLOCK_ROWS", 100)  # 1024 rows per batch: 11 blocks
+    blocked = collect_correlations(model_a, model_b, batches, spec)["h"].corr
+    assert float((whole - blocked).abs().max()) < 1e-6
+    expected = _reference_corr(model_a, model_b, batches, ["b"])[0]
+    assert float((blocked - expected).abs().max()) < 1e-5
+
+
+def test_float64_models_keep_float64_statistics():
+    a, b = _build("mlp", seed=60).double(), _build("mlp", seed=61).double()
+    batches = [x.double() for x in _inputs("mlp", n_batches=3)]
+    corr = collect_correlations(a, b, batches, a.permutation_spec())["hidden2"].corr
+    x = torch.cat(batches)
+    with torch.no_grad():
+        za, zb = nn.Sequential(*list(a)[:5])(x), nn.Sequential(*list(b)[:5])(x)
+    expected = torch.corrcoef(torch.cat([zb.T, za.T]))[: zb.shape[1], zb.shape[1] :]
+    alive = torch.isfinite(expected)
+    assert float((corr[alive] - expected[alive]).abs().max()) < 1e-12
+
+
+def test_constant_units_with_large_values_are_exactly_dead(float32_products):
+    """A unit constant at 1234.5678 (or 0, or -3e-5) has exactly zero variance after the shift: dead."""
+    a = _build("mlp", seed=72)
+    sd = a.state_dict()
+    with torch.no_grad():
+        sd["fc1.weight"][[1, 4, 6]] = 0.0
+        sd["fc1.bias"][[1, 4, 6]] = torch.tensor([1234.5678, -1.0, 3e-5])
+    b, planted = _planted(a, seed=73)
+    spec = a.permutation_spec()
+    c = collect_correlations(a, b, _inputs("mlp", n_batches=3), spec)["hidden1"]
+    assert torch.nonzero(c.dead_a).flatten().tolist() == [1, 4, 6]
+    assert sorted(planted["hidden1"][torch.nonzero(c.dead_b).flatten()].tolist()) == [1, 4, 6]
+    assert not bool(c.corr[:, [1, 4, 6]].any()) and bool(torch.isfinite(c.corr).all())
+    _assert_recovers(spec, a, b, activation_matching(a, b, _inputs("mlp", n_batches=3)), planted)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.7, 0.3])
+def test_interchangeable_units_tie_exactly_and_are_recovered(scale, float32_products):
+    """Unit 2k+1 = ``scale`` x unit 2k (pre-ReLU, so the activations are copies up to scale): their
+    correlations tie exactly (float32 rounding would otherwise decide), and the weights break the tie."""
+    a = _build("mlp", seed=74)
+    sd = a.state_dict()
+    with torch.no_grad():
+        for k in range(0, 12, 2):
+            sd["fc1.weight"][k + 1] = scale * sd["fc1.weight"][k]
+            sd["fc1.bias"][k + 1] = scale * sd["fc1.bias"][k]
+    b, planted = _planted(a, seed=75)
+    spec = a.permutation_spec()
+    batches = _inputs("mlp", n_batches=4)
+    c = collect_correlations(a, b, batches, spec)["hidden1"]
+    for k in range(0, 12, 2):
+        if not bool(c.dead_a[k]):
+            assert torch.equal(c.corr[:, k], c.corr[:, k + 1])
+    _assert_recovers(spec, a, b, activation_matching(a, b, batches), planted)
+
+
+def test_identical_units_in_a_resnet_are_recovered(float32_products):
+    """Duplicated conv filters (and BatchNorm entries) inside a ResNet20 block: identical activations on
+    spatial data, ties made exact, broken by the outgoing weights."""
+    a = _build("resnet20_w1", seed=76)
+    sd = a.state_dict()
+    with torch.no_grad():
+        for k in (0, 4, 8):
+            for key in ("layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias",
+                        "layer1.0.bn1.running_mean", "layer1.0.bn1.running_var"):
+                sd[key][k + 1] = sd[key][k]
+    b, planted = _planted(a, seed=77)
+    spec = a.permutation_spec()
+    batches = _inputs("resnet20_w1")
+    c = collect_correlations(a, b, batches, spec)["layer1.0.inner"]
+    for k in (0, 4, 8):
+        assert torch.equal(c.corr[:, k], c.corr[:, k + 1])
+    _assert_recovers(spec, a, b, activation_matching(a, b, batches), planted)
+
+
+def test_interchangeable_units_need_the_merge(monkeypatch, float32_products):
+    """Without merging interchangeable units (tolerance 0) the float32 ties are inexact: the test above can fail."""
+    a = _build("mlp", seed=74)
+    sd = a.state_dict()
+    with torch.no_grad():
+        for k in range(0, 12, 2):
+            sd["fc1.weight"][k + 1] = 1.7 * sd["fc1.weight"][k]
+            sd["fc1.bias"][k + 1] = 1.7 * sd["fc1.bias"][k]
+    b, _ = _planted(a, seed=75)
+    monkeypatch.setattr(am_module, "_SAME_UNIT_TOL", 0.0)
+    c = collect_correlations(a, b, _inputs("mlp", n_batches=4), a.permutation_spec())["hidden1"]
+    live = [k for k in range(0, 12, 2) if not bool(c.dead_a[k])]
+    assert any(not torch.equal(c.corr[:, k], c.corr[:, k + 1]) for k in live)
