@@ -167,7 +167,8 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      "the permuted mask is M_A unpermuted"),
 ]
 
-DEFAULT_SELECTION = ["tests/test_pruning.py", "tests/test_science.py", "tests/test_pipeline.py"]
+DEFAULT_SELECTION = ["tests/test_pruning.py", "tests/test_science.py", "tests/test_released_recipe.py",
+                     "tests/test_pipeline.py"]
 REPO = Path(__file__).resolve().parent.parent
 
 
