@@ -168,7 +168,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
 ]
 
 DEFAULT_SELECTION = ["tests/test_pruning.py", "tests/test_science.py", "tests/test_released_recipe.py",
-                     "tests/test_pipeline.py"]
+                     "tests/test_data.py", "tests/test_pipeline.py"]
 REPO = Path(__file__).resolve().parent.parent
 
 
