@@ -69,8 +69,8 @@ def ensure_imp(ctx: RunContext) -> Artifact:
 
 def make_imp(ctx: RunContext, art: Artifact) -> None:
     cfg, p = ctx.cfg, ctx.cfg.pruning
-    dense_a = graph.dense(cfg, ctx.seed, "A")
     chain = art.parents["chain"]
+    dense_a = chain.parents["dense_a"]
     with chain.lock():
         chain.begin()
         model = ctx.load_model(dense_a, "final.safetensors")

@@ -19,17 +19,9 @@ from utils.locks import exclusive
 RESULTS_LOCK = ".results.lock"
 
 
-def sparse_runs(ctx: RunContext) -> list[str]:
-    return graph.sparse_runs(ctx.cfg)
-
-
-def used_artifacts(ctx: RunContext) -> dict[str, Artifact]:
-    return graph.run_artifacts(ctx.cfg, ctx.seed)
-
-
 def collect_results(ctx: RunContext) -> dict[str, Any]:
     """Every final number the completed artifacts of this config hold, in the documented shape."""
-    arts = {name: a for name, a in used_artifacts(ctx).items() if a.complete}
+    arts = {name: a for name, a in graph.run_artifacts(ctx.cfg, ctx.seed).items() if a.complete}
     for a in arts.values():
         a.verify(deep=artifacts.VERIFY_ALWAYS)  # sizes always: a truncated file never feeds a table
     res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label,
@@ -65,7 +57,7 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
                       "rounds": r["rounds"]}
     sparse: dict[str, Any] = {}
     for k in ctx.cfg.rewind_points:
-        for run in sparse_runs(ctx):
+        for run in graph.sparse_runs(ctx.cfg):
             a = arts.get(f"sparse_{run}_k{k}")
             if a is not None:
                 r = a.result()
@@ -92,7 +84,7 @@ def write_run_dir(ctx: RunContext) -> dict[str, Any]:
         results = collect_results(ctx)
         atomic_write_json(run_dir / "results.json", results)
         lines = []
-        for art in used_artifacts(ctx).values():
+        for art in graph.run_artifacts(ctx.cfg, ctx.seed).values():
             path = art.path("metrics.jsonl")
             if path.exists():
                 lines.extend({**rec, "artifact": art.name} for rec in read_metrics(path))

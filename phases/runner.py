@@ -19,7 +19,7 @@ from phases.dense import ensure_dense
 from phases.imp_step import ensure_imp
 from phases.keys import science_config
 from phases.match_step import ensure_interpolation, ensure_permutation, ensure_permuted_mask
-from phases.results import phase1_table, phase2_table, recorded_configs, sparse_runs, write_run_dir
+from phases.results import phase1_table, phase2_table, recorded_configs, write_run_dir
 from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, distributed, locks
@@ -87,7 +87,7 @@ def phase1(ctx: RunContext) -> None:
 def check_phase1(ctx: RunContext) -> None:
     """Refuse to run phase 2 on missing phase-1 artifacts, naming the key when another config made them."""
     arts = graph.phase1_artifacts(ctx.cfg, ctx.seed)
-    needed = ["dense_A", "dense_B", "imp", "perm"] + (["pmask"] if "permuted" in sparse_runs(ctx) else [])
+    needed = ["dense_A", "dense_B", "imp", "perm"] + (["pmask"] if "permuted" in graph.sparse_runs(ctx.cfg) else [])
     missing = [n for n in needed if not arts[n].complete]
     if not missing:
         return
@@ -110,11 +110,11 @@ def phase2(ctx: RunContext, rewinds: list[int]) -> None:
     """Sparse runs; the caller has run phase 1 or ``check_phase1``."""
     began = time.perf_counter()
     for k in rewinds:
-        for run in sparse_runs(ctx):
+        for run in graph.sparse_runs(ctx.cfg):
             ensure_sparse(ctx, k, run)
             write_run_dir(ctx)
     results = write_run_dir(ctx)
-    print(phase2_table(results, sparse_runs(ctx)))
+    print(phase2_table(results, graph.sparse_runs(ctx.cfg)))
     print(f"phase 2 done in {time.perf_counter() - began:.0f} s; results in {ctx.run_dir / 'results.json'}")
 
 

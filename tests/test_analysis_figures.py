@@ -248,7 +248,7 @@ def test_results_json_carries_curves_and_rewind_convention(monkeypatch):
 
     arts = {"perm": Finished({"method": "activation", "A_permuted": {"accuracy": 1.0, "loss": 1.0}}),
             "interp": Finished(stored)}
-    monkeypatch.setattr(results, "used_artifacts", lambda ctx: arts)
+    monkeypatch.setattr(results.graph, "run_artifacts", lambda cfg, seed: arts)
     ctx = SimpleNamespace(cfg=cfg, seed=0, label="demo", config_path=None)
     res = results.collect_results(ctx)
     assert res["rewind_convention"] == "released"

@@ -55,6 +55,17 @@ def artifacts(save: Path, kind: str) -> list[Path]:
     return sorted(p for p in (save / "artifacts").glob(f"{kind}-*"))
 
 
+def dense_dir(save: Path, role: str) -> Path:
+    """The one dense artifact of ``role`` (A or B) under ``save``."""
+    (found,) = [d for d in artifacts(save, "dense")
+                if json.loads((d / "manifest.json").read_text())["settings"]["role"] == role]
+    return found
+
+
+def load(path: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(path)[0]
+
+
 def test_both_phases_end_to_end(tmp_path, fake_cifar10, capsys):
     save = tmp_path / "runs"
     cfg = tiny_config(fake_cifar10, save)

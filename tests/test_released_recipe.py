@@ -24,25 +24,14 @@ from phases import graph
 from phases.context import RunContext
 from phases.keys import sparse_settings
 from phases.match_step import matching_batches
-from tests.test_pipeline import artifacts, run, tiny_config
+from tests.test_pipeline import artifacts, dense_dir, load, run, tiny_config
 from training.evaluate import accuracy_text, evaluate
 from training.loop import TrainSpec, lr_factor, make_schedule, train
 from training.metrics import read_metrics
-from utils.checkpoint import load_tensors
 from utils.config import ConfigError, config_from_dict, load_config
 from utils.seeding import derive_seed
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def load(path: Path) -> dict[str, torch.Tensor]:
-    return load_tensors(path)[0]
-
-
-def dense_dir(save: Path, role: str) -> Path:
-    (found,) = [d for d in artifacts(save, "dense")
-                if json.loads((d / "manifest.json").read_text())["settings"]["role"] == role]
-    return found
 
 
 def context(raw: dict[str, Any]) -> RunContext:

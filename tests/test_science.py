@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +23,8 @@ from matching import activation_matching, permute
 from matching.weight_matching import weight_matching
 from phases import graph
 from phases.context import RunContext
-from tests.test_pipeline import artifacts, run, tiny_config
-from utils.checkpoint import load_tensors
+from tests.test_pipeline import artifacts, dense_dir, load, run, tiny_config
 from utils.config import Config, config_from_dict
-
-
-def load(path: Path) -> dict[str, torch.Tensor]:
-    return load_tensors(path)[0]
-
-
-def dense_dir(save: Path, role: str) -> Path:
-    (found,) = [d for d in artifacts(save, "dense")
-                if json.loads((d / "manifest.json").read_text())["settings"]["role"] == role]
-    return found
-
 
 # ------------------------------------------------------------------ sparse-run sources
 

@@ -16,7 +16,7 @@ import yaml
 
 import experiment
 from sweep import cli
-from tests.test_pipeline import tiny_config
+from tests.test_pipeline import dense_dir, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 NUMBERS = ("dense", "imp", "matching", "sparse")
@@ -262,7 +262,6 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_from_its_last_epoch(tmp
     assert "requeueing" in logs and re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs), logs[-3000:]
     resumed = int(re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs).group(1))
     assert resumed > 0
-    (dense_a,) = [d for d in (save / "artifacts").glob("dense-*")
-                  if json.loads((d / "manifest.json").read_text())["settings"]["role"] == "A"]
+    dense_a = dense_dir(save, "A")
     epochs = [json.loads(line)["epoch"] for line in (dense_a / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 3001))  # every epoch once: nothing lost to the requeue, nothing twice
