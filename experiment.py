@@ -14,9 +14,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from phases.runner import run_from_args
+        from tracking import close_all
         from utils.cli import parse_args
 
-        return run_from_args(parse_args(argv))
+        try:
+            return run_from_args(parse_args(argv))
+        finally:
+            close_all()  # results, config and curves to the tracking backends; every wandb run finished
 
     return run_command(body, "rerun the same command to resume from the last completed step")
 

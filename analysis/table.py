@@ -3,6 +3,8 @@
     python -m analysis.table runs/                         # every config under runs/, markdown
     python -m analysis.table runs/ --csv out.csv           # also one CSV row per (config, seed, k, run)
     python -m analysis.table runs/ --summary-csv sum.csv   # also one CSV row per (config, k, run): mean, std
+    python -m analysis.table runs/ --provenance            # also which commit, packages, device made each seed
+    python -m analysis.table runs/ --study ensemble        # a study's table (analysis/studies.py), over seeds
 
 Reads ``<save_path>/<config>-<hash>/seed_<N>/results.json`` as the runner writes
 them and groups seeds by the config hash they record, so two different configs
@@ -25,7 +27,11 @@ from typing import Any
 
 import yaml
 
+from analysis.provenance import differing, provenance_table
+from models.registry import display_name
+
 RUN_ORDER = ("lth", "naive", "permuted", "random")
+RUN_ORDER += tuple(r + "+rescale" for r in RUN_ORDER)  # rescaled initialization (sparse.rescale_init)
 BARRIERS = ("test_loss_barrier_before", "test_loss_barrier_after",
             "train_loss_barrier_before", "train_loss_barrier_after")
 LONG_COLUMNS = ("config", "config_hash", "seed", "rewind_convention", "k", "run", "accuracy", "loss",
@@ -86,9 +92,6 @@ class Setting:
     sparsity: float | None  # the target fraction of pruned weights (IMP's reached sparsity without config.yaml)
 
 
-MODEL_NAMES = {"ResNet": "ResNet20", "VGG11": "VGG11", "ResNet50": "ResNet50", "MLP": "MLP"}
-
-
 def setting_of(run: SeedRun) -> Setting:
     """The setting of one seed's config; fields stay None where config.yaml does not say."""
     cfg = run.config
@@ -101,7 +104,7 @@ def setting_of(run: SeedRun) -> Setting:
         width = hidden[0]
     else:
         width = cfg.get("width_multiplier", 1)
-    return Setting(MODEL_NAMES.get(model_type, model_type), cfg.get("dataset"), width, sparsity)
+    return Setting(display_name(model_type), cfg.get("dataset"), width, sparsity)
 
 
 def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -193,7 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", type=Path,
                    help="also write one row per (config, seed, k, run) here: accuracy, loss and the loss barriers")
     p.add_argument("--summary-csv", type=Path, help="also write one row per (config, k, run): mean and std over seeds")
+    p.add_argument("--provenance", action="store_true",
+                   help="also show, per config, the commit, package versions and device of each seed (without it, "
+                   "a note names the fields that differ)")
+    p.add_argument("--study", metavar="NAME",
+                   help="instead, a study's table (run_dir/studies/NAME.json) per config: mean ± std over seeds "
+                   "(with --summary-csv, its rows go there)")
     args = p.parse_args(argv)
+    if args.study:
+        from analysis.studies import print_study
+
+        return print_study(args.save_path, args.study, args.summary_csv)
     found = find_results(args.save_path)
     if not found:
         print(f"error: no <config>/seed_<N>/results.json under {args.save_path}", file=sys.stderr)
@@ -202,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, seeds in found.items():
         summary = summarize(seeds)
         print(markdown(label, summary))
+        if args.provenance:
+            print(provenance_table(label, seeds))
+        elif differs := differing(seeds):
+            print(f"note: the seeds of {label!r} were made with different {', '.join(differs)} "
+                  "(--provenance shows them)", file=sys.stderr)
         rows += csv_rows(label, summary)
         long += long_rows(label, seeds)
     if args.csv:

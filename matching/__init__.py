@@ -2,7 +2,9 @@
 
 from matching.activation_matching import activation_matching
 from matching.check import SpecError, check_spec
+from matching.derive import UntraceableModelError, derive_spec
 from matching.interpolation import (
+    error_barrier,
     interpolate_state,
     interpolation_curve,
     loss_barrier,
@@ -17,6 +19,7 @@ from matching.permute import (
     permute,
     random_permutations,
 )
+from matching.repair import repair, repair_points
 from matching.spec import PermutationSpec
 from matching.weight_matching import match_weights, weight_matching, weight_matching_objective
 
@@ -24,6 +27,8 @@ __all__ = [
     "PermutationSpec",
     "SpecError",
     "check_spec",
+    "derive_spec",
+    "UntraceableModelError",
     "compose",
     "group_sizes",
     "identity_permutations",
@@ -31,11 +36,14 @@ __all__ = [
     "permute",
     "random_permutations",
     "activation_matching",
+    "error_barrier",
     "interpolate_state",
     "interpolation_curve",
     "loss_barrier",
     "match_weights",
     "midpoint_accuracy",
+    "repair",
+    "repair_points",
     "reset_bn_stats",
     "weight_matching",
     "weight_matching_objective",

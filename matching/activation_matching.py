@@ -348,6 +348,8 @@ def collect_correlations(
 
     handles = []
     modes: list[tuple[nn.Module, bool]] = []
+    # A derived spec may observe graph nodes that are no module's output: it hooks a view of each model.
+    model_a, model_b = spec.observable(model_a), spec.observable(model_b)
     try:
         for role, model in (("a", model_a), ("b", model_b)):
             modules = dict(model.named_modules())

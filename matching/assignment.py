@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from matching.spec import PermutationSpec
+from matching.spec import PermutationSpec, expand_permutation
 
 
 def solve_assignment(score: torch.Tensor) -> torch.Tensor:
@@ -76,7 +76,7 @@ def group_sizes(
         for axis, group in enumerate(spec.axes[key]):
             if group is None:
                 continue
-            n = state_dict[key].shape[axis]
+            n = state_dict[key].shape[axis] // spec.repeat(key, axis)
             if group in sizes and sizes[group] != n:
                 raise ValueError(
                     f"group {group!r} has size {sizes[group]} at {where[group]} "
@@ -92,13 +92,19 @@ def permute_other_axes(
     axes: tuple[str | None, ...],
     perms: Mapping[str, torch.Tensor],
     skip_axis: int | None = None,
+    repeats: Mapping[int, int] | None = None,
 ) -> torch.Tensor:
-    """``w`` with every permuted axis except ``skip_axis`` reordered by ``perms``."""
+    """``w`` with every permuted axis except ``skip_axis`` reordered by ``perms`` (``repeats``: axis -> factor)."""
     for axis, group in enumerate(axes):
         if group is None or axis == skip_axis:
             continue
-        w = w.index_select(axis, perms[group])
+        w = w.index_select(axis, expand_permutation(perms[group], (repeats or {}).get(axis, 1)))
     return w
+
+
+def axis_repeats(spec: PermutationSpec, key: str) -> dict[int, int]:
+    """``key``'s axes with a repeat factor other than 1 (see ``PermutationSpec.repeats``)."""
+    return {axis: r for (k, axis), r in spec.repeats.items() if k == key and r != 1}
 
 
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -128,13 +134,15 @@ def weight_similarity(
     terms = [(k, ax) for k, ax in spec.groups[group] if k in allowed]
     if not terms:
         raise ValueError(f"group {group!r} has no floating tensor to match on")
-    n = state_dict_a[terms[0][0]].shape[terms[0][1]]
+    n = state_dict_a[terms[0][0]].shape[terms[0][1]] // spec.repeat(*terms[0])
     device = state_dict_a[terms[0][0]].device
     out = torch.zeros(n, n, dtype=torch.float64, device=device)
     for key, axis in terms:
         a, b = state_dict_a[key], state_dict_b[key]
         dtype = compute_dtype(a)
-        a_mat = permute_other_axes(a, spec.axes[key], perms, skip_axis=axis).movedim(axis, 0).reshape(n, -1)
+        # A unit of a repeated axis owns a block of ``r`` consecutive entries: moved first, they reshape into its row.
+        a_mat = permute_other_axes(a, spec.axes[key], perms, skip_axis=axis, repeats=axis_repeats(spec, key))
+        a_mat = a_mat.movedim(axis, 0).reshape(n, -1)
         b_mat = b.movedim(axis, 0).reshape(n, -1)
         a_mat, b_mat = a_mat.to(dtype), b_mat.to(dtype)
         if rows is None and cols is None:

@@ -46,7 +46,7 @@ def check_spec(
     """
     state = model.state_dict()
     sizes = _check_structure(spec, state)
-    _check_activation_modules(model, spec, sizes)
+    _check_activation_modules(spec.observable(model), spec, sizes)
 
     generator = torch.Generator().manual_seed(seed)
     probe = copy.deepcopy(model).eval()
@@ -146,6 +146,7 @@ def _nontrivial(perms: Perms, generator: torch.Generator) -> Perms:
 def _run(
     model: nn.Module, spec: PermutationSpec, x: torch.Tensor, sizes: Mapping[str, int]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model = spec.observable(model).eval()  # the same parameters; names every activation module
     modules = dict(model.named_modules())
     raw: dict[str, object] = {}
     calls: dict[str, int] = {}

@@ -4,6 +4,9 @@ The loss barrier (the paper's Eq. 3) is ``max_alpha L(alpha) - ((1-alpha) L(0) +
 along ``theta(alpha) = (1-alpha) theta_A + alpha theta_B``. Interpolated BatchNorm
 running statistics are not the statistics of the interpolated network, so by
 default they are recomputed on training data at every alpha (as in REPAIR).
+With ``repair=True`` every alpha's network is also REPAIRed (``matching.repair``):
+each channel's pre-activation mean and std set to the alpha-interpolation of the
+endpoints' (``matching/repair.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from matching.repair import endpoint_stats, interpolate_stats, repair_points
+from matching.repair import repair as repair_network
+from matching.spec import PermutationSpec
 from training.evaluate import evaluate
 
 
@@ -95,22 +101,34 @@ def interpolation_curve(
     train_batches_fn: Callable[[], Iterable[Any]],
     test_batches_fn: Callable[[], Iterable[Any]],
     reset_bn: bool = True,
+    repair: bool = False,
+    spec: PermutationSpec | None = None,
 ) -> list[dict[str, float]]:
     """Train and test loss/accuracy of the interpolated network at each alpha.
 
     ``model`` only supplies the architecture: the states are loaded into a
     deep copy, so the caller's model is not changed. ``train_batches_fn`` and
     ``test_batches_fn`` return a fresh iterable of ``(x, y)`` on each call; the
-    training batches reset BatchNorm statistics (when ``reset_bn``) and give
-    the training loss. Accuracies are in percent.
+    training batches reset BatchNorm statistics (when ``reset_bn``), give the
+    training loss and, with ``repair``, the statistics REPAIR measures and sets
+    (the endpoints' once, then each alpha's network's; ``spec`` defaults to the
+    model's permutation spec). Accuracies are in percent.
     """
     scratch = copy.deepcopy(model)
     has_bn = bool(_batch_norms(scratch))
+    if repair:
+        points = repair_points(scratch, spec)
+        stats_a = endpoint_stats(scratch, sd_a, points, train_batches_fn())
+        stats_b = endpoint_stats(scratch, sd_b, points, train_batches_fn())
     curve = []
     for alpha in alphas:
+        if repair:  # REPAIR may give a bias-free layer a bias: start each alpha from the bare architecture
+            scratch = copy.deepcopy(model)
         scratch.load_state_dict(interpolate_state(sd_a, sd_b, alpha))
         if reset_bn and has_bn:
             reset_bn_stats(scratch, train_batches_fn())
+        if repair:
+            repair_network(scratch, interpolate_stats(stats_a, stats_b, alpha), train_batches_fn)
         train = evaluate(scratch, train_batches_fn())
         test = evaluate(scratch, test_batches_fn())
         curve.append(
@@ -140,6 +158,12 @@ def loss_barrier(curve: Sequence[Mapping[str, float]], key: str = "test_loss") -
     """
     start, end = _at_alpha(curve, 0.0, key), _at_alpha(curve, 1.0, key)
     return max(float(p[key]) - ((1.0 - p["alpha"]) * start + p["alpha"] * end) for p in curve)
+
+
+def error_barrier(curve: Sequence[Mapping[str, float]], split: str = "test") -> float:
+    """The 0-1 error barrier (the paper's Fig. 4), in percentage points: Eq. 3 on ``100 - accuracy``."""
+    key = f"{split}_accuracy"
+    return loss_barrier([{"alpha": p["alpha"], "error": 100.0 - float(p[key])} for p in curve], "error")
 
 
 def midpoint_accuracy(curve: Sequence[Mapping[str, float]], key: str = "test_accuracy") -> float:

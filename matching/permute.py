@@ -1,7 +1,8 @@
 """Applying permutations to state dicts, generically over a ``PermutationSpec``.
 
 A permutation of a group is a LongTensor ``p`` with new unit ``i`` = old unit ``p[i]``:
-every (key, axis) of the group is indexed as ``tensor.index_select(axis, p)``.
+every (key, axis) of the group is indexed as ``tensor.index_select(axis, p)`` (an axis with a
+repeat factor ``r`` by ``p`` expanded to blocks of ``r``, see ``PermutationSpec.repeats``).
 The same function permutes weights, masks (bool dicts keyed by parameter name) and
 optimizer buffers keyed by parameter name: keys of the spec absent from the dict are
 skipped and keys absent from the spec pass through.
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from matching.spec import PermutationSpec
+from matching.spec import PermutationSpec, expand_permutation
 
 Perms = dict[str, torch.Tensor]
 
@@ -35,7 +36,11 @@ def group_sizes(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor]) -
         for axis, group in enumerate(axes):
             if group is None:
                 continue
-            size = tensor.shape[axis]
+            repeat = spec.repeat(key, axis)
+            if tensor.shape[axis] % repeat:
+                raise ValueError(f"{key!r} axis {axis} has size {tensor.shape[axis]}, not a multiple of its "
+                                 f"repeat factor {repeat}")
+            size = tensor.shape[axis] // repeat
             if group not in sizes:
                 sizes[group], seen[group] = size, (key, axis)
             elif sizes[group] != size:
@@ -79,7 +84,9 @@ def permute(
         tensor = out[key]
         for axis, group in enumerate(axes):
             if group is not None and group in perms:
-                tensor = tensor.index_select(axis, perms[group].to(device=tensor.device, dtype=torch.long))
+                index = expand_permutation(perms[group].to(device=tensor.device, dtype=torch.long),
+                                           spec.repeat(key, axis))
+                tensor = tensor.index_select(axis, index)
         out[key] = tensor
     return out
 

@@ -6,7 +6,14 @@ A model declares its spec once (``model.permutation_spec()``); everything in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -22,10 +29,31 @@ class PermutationSpec:
     ``model.named_modules()``) whose *output* carries that group's units on
     dimension 1. Activation matching correlates those outputs; a group with
     several modules (a residual stream) pools the samples of all of them.
+
+    ``repeats`` maps a (key, axis) to a repeat factor ``r`` (1 when absent): that
+    axis has ``r`` entries per unit of its group, unit ``i`` owning the block
+    ``i*r .. i*r+r-1``. A linear layer after a flatten of a ``C x H x W`` map has
+    such an input axis (``r = H*W``): permuting channel ``i`` moves its whole block.
+
+    ``observe`` (None: the model itself) maps a model to a module computing the same
+    outputs from the same parameters in which every name in ``activations`` is a
+    submodule run once per forward; a spec derived from a traced graph uses it to
+    observe graph nodes (e.g. residual additions) that are no module's output. Such
+    a view is for evaluation only (matching and checks run in eval mode).
     """
 
     axes: dict[str, tuple[str | None, ...]]
     activations: dict[str, list[str]] = field(default_factory=dict)
+    repeats: dict[tuple[str, int], int] = field(default_factory=dict)
+    observe: Callable[[nn.Module], nn.Module] | None = field(default=None, compare=False)
+
+    def repeat(self, key: str, axis: int) -> int:
+        """How many entries of ``key``'s ``axis`` belong to each unit of its group (usually 1)."""
+        return self.repeats.get((key, axis), 1)
+
+    def observable(self, model: nn.Module) -> nn.Module:
+        """The module whose submodules ``activations`` names: ``observe(model)``, or ``model`` itself."""
+        return model if self.observe is None else self.observe(model)
 
     @property
     def groups(self) -> dict[str, list[tuple[str, int]]]:
@@ -36,3 +64,10 @@ class PermutationSpec:
                 if group is not None:
                     out.setdefault(group, []).append((key, axis))
         return out
+
+
+def expand_permutation(p: torch.Tensor, repeat: int) -> torch.Tensor:
+    """The index of an axis with ``repeat`` entries per unit moved by the unit permutation ``p``."""
+    if repeat == 1:
+        return p
+    return (p[:, None] * repeat + torch.arange(repeat, device=p.device)).reshape(-1)

@@ -32,13 +32,14 @@ import torch
 
 from matching.assignment import (
     assignment_score,
+    axis_repeats,
     compute_dtype,
     group_sizes,
     matchable_keys,
     permute_other_axes,
     solve_assignment,
 )
-from matching.spec import PermutationSpec
+from matching.spec import PermutationSpec, expand_permutation
 
 # A group's new permutation is kept only if it raises the group's score by more
 # than this fraction of the score's magnitude: float rounding of the terms must
@@ -73,21 +74,25 @@ def weight_matching(
 class _Term:
     """One (tensor, axis) of a group: A and B with that axis first, flattened products on demand."""
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor, axes: tuple[str | None, ...], axis: int) -> None:
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, axes: tuple[str | None, ...], axis: int,
+                 repeats: Mapping[int, int]) -> None:
         dtype = compute_dtype(a)
-        self.n = a.shape[axis]
+        # A unit of an axis with a repeat factor r owns r consecutive entries: with the axis first, they
+        # reshape into the unit's row.
+        self.n = a.shape[axis] // repeats.get(axis, 1)
         self.a = a.movedim(axis, 0).to(dtype).contiguous()
         self.b = b.movedim(axis, 0).to(dtype).reshape(self.n, -1)
-        # the other permuted axes, at their positions once ``axis`` is moved to the front
+        # the other permuted axes (with their repeat factors), at their positions once ``axis`` is moved first
         self.others = [
-            (ax + 1 if ax < axis else ax, g) for ax, g in enumerate(axes) if g is not None and ax != axis
+            (ax + 1 if ax < axis else ax, g, repeats.get(ax, 1))
+            for ax, g in enumerate(axes) if g is not None and ax != axis
         ]
-        self.depends_on = tuple(g for _, g in self.others)
+        self.depends_on = tuple(g for _, g, _ in self.others)
 
     def a_flat(self, perms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         a = self.a
-        for pos, g in self.others:
-            a = a.index_select(pos, perms[g])
+        for pos, g, r in self.others:
+            a = a.index_select(pos, expand_permutation(perms[g], r))
         return a.reshape(self.n, -1)
 
     def score(self, perms: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -129,7 +134,7 @@ def match_weights(
         for key, axis in spec.groups[g]:
             if key not in key_set:
                 continue
-            term = _Term(state_dict_a[key], state_dict_b[key], spec.axes[key], axis)
+            term = _Term(state_dict_a[key], state_dict_b[key], spec.axes[key], axis, axis_repeats(spec, key))
             if term.others:
                 varying[g].append((term, [None, None]))
             else:
@@ -204,6 +209,6 @@ def weight_matching_objective(
         if perms is not None:
             if a.device not in on_device:
                 on_device[a.device] = {g: p.to(a.device) for g, p in perms.items()}
-            a = permute_other_axes(a, spec.axes[key], on_device[a.device])
+            a = permute_other_axes(a, spec.axes[key], on_device[a.device], repeats=axis_repeats(spec, key))
         total += float(torch.sum(a * b.to(a), dtype=torch.float64))
     return total

@@ -32,7 +32,7 @@ __all__ = [
 
 
 # The eager package used to import these, so ``import models; models.build.create`` worked; keep it working.
-_SUBMODULES = ("base", "build", "mlp", "registry", "resnet20", "resnet50", "vgg")
+_SUBMODULES = ("adapter", "base", "build", "mlp", "registry", "resnet20", "resnet50", "vgg")
 
 
 def __getattr__(name: str) -> Any:

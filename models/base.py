@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 from matching.spec import PermutationSpec
 
@@ -66,9 +67,10 @@ class SpecBuilder:
 
 
 def conv_linear_weights(model: nn.Module, exclude: tuple[str, ...] = SHORTCUT_NAMES) -> list[str]:
-    """State-dict keys of every Conv2d/Linear weight, skipping modules under any name in ``exclude``."""
+    """State-dict keys of every convolution (1-, 2-, 3-d) and Linear weight, skipping modules under any
+    name in ``exclude``."""
     names = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d | nn.Linear) and not set(name.split(".")) & set(exclude):
+        if isinstance(module, _ConvNd | nn.Linear) and not set(name.split(".")) & set(exclude):
             names.append(f"{name}.weight")
     return names

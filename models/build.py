@@ -10,7 +10,10 @@ from typing import Any
 from torch import nn
 
 from data.info import dataset_info
-from models.registry import MODEL_TYPES, MODELS, canonical_model_type, model_settings
+from models.adapter import adapt
+from models.registry import MODEL_TYPES, MODELS, canonical_model_type, model_entry, model_settings
+from utils.errors import UserError
+from utils.hashing import stable_hash
 
 __all__ = ["MODEL_TYPES", "build_model", "create"]
 
@@ -37,7 +40,9 @@ def create(
     features); ``batchnorm`` and ``init_weights`` only by VGG11; ``mlp_hidden`` only by MLP
     (each model receives only its own registry ``arch_fields``).
     """
-    entry = MODELS[canonical_model_type(model_type)]
+    entry = MODELS.get(canonical_model_type(model_type))
+    if entry is None:
+        raise ValueError(f"create() builds the built-in models; build {model_type!r} with build_model(config)")
     _check_width(width)
     given = {"mlp_hidden": list(mlp_hidden), "batchnorm": batchnorm, "init_weights": init_weights}
     arch = {name: given[name] for name in entry.arch_fields}
@@ -48,14 +53,28 @@ def build_model(config: Any) -> nn.Module:
     """Build the model a config describes; input channels and classes come from its dataset.
 
     Reads ``model_type``, ``dataset``, ``width_multiplier`` (1) and the model's own
-    architecture fields (``mlp_hidden`` [512, 512]; ``batchnorm``, ``init_weights`` False) as
-    attributes, so any object with them (a config dataclass, a ``SimpleNamespace``) works.
-    Builds from exactly the settings that go into the artifact keys (``model_settings``).
+    architecture fields (``mlp_hidden`` [512, 512]; ``batchnorm``, ``init_weights`` False;
+    a plug-in's ``model_kwargs``) as attributes, so any object with them (a config
+    dataclass, a ``SimpleNamespace``) works. Builds from exactly the settings that go into
+    the artifact keys (``model_settings``). The model gets ``permutation_spec()`` and
+    ``prunable_parameters()`` where its class has none, and ``prune_exclude`` applied
+    (``models.adapter``).
     """
     settings = model_settings(config)
-    entry = MODELS[settings.pop("model_type")]
-    width = settings.pop("width_multiplier")
+    arch_key = stable_hash(settings, 16)
+    entry = model_entry(settings.pop("model_type"))
+    width = settings.pop("width_multiplier", 1)
     _check_width(width)
     info = dataset_info(getattr(config, "dataset", "cifar10"))
-    return entry.build(num_classes=info.num_classes, in_channels=info.in_channels, image_size=info.image_size,
-                       width=width, **settings)
+    try:
+        model = entry.build(num_classes=info.num_classes, in_channels=info.in_channels,
+                            image_size=info.image_size, width=width, **settings)
+    except ValueError as err:
+        if not entry.plugin:
+            raise
+        raise UserError(str(err)) from None  # the user's class or kwargs: one line, no traceback
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model_type {entry.name!r} built a {type(model).__name__}, not a torch.nn.Module")
+    return adapt(model, arch_key=f"{arch_key}-{info.name}",
+                 input_shape=(info.in_channels, info.image_size, info.image_size),
+                 exclude=getattr(config, "prune_exclude", None))

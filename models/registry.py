@@ -4,6 +4,12 @@ Everything that depends on which model a config names goes through here: the
 config's validation, ``models.build``, the artifact keys (``phases/keys.py``)
 and the choice of IMP stopping tolerance. Adding an architecture is one entry.
 
+Besides the built-in names, ``model_type`` may be a plug-in path
+``"package.module:ClassName"``: any importable ``nn.Module``, built with the config's
+``model_kwargs`` (and ``in_channels``/``num_classes`` from the dataset when its
+constructor takes them). Its entry is made here on demand, so the rest of the
+runner treats it like a built-in one.
+
 ``utils.config`` imports this module, so it stays cheap: the model classes (and
 torch/torchvision with them) are imported inside the builders, only when a model
 is actually built.
@@ -11,6 +17,11 @@ is actually built.
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,6 +47,8 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     arch_fields: Mapping[str, Any]
     tolerance_field: str  # the PruningConfig field holding this architecture's IMP tolerance
+    display: str = ""  # the name tables and figures show (default: name)
+    plugin: bool = False  # a user's class (model_type "package.module:ClassName"): no width_multiplier
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -72,9 +85,10 @@ def _mlp(*, num_classes: int, in_channels: int, image_size: int, width: int, mlp
 
 
 def _entry(name: str, build: Callable[..., nn.Module], *, aliases: tuple[str, ...] = (),
-           arch_fields: dict[str, Any] | None = None, tolerance_field: str) -> ModelEntry:
+           arch_fields: dict[str, Any] | None = None, tolerance_field: str, display: str = "",
+           plugin: bool = False) -> ModelEntry:
     return ModelEntry(name=name, aliases=aliases, build=build, arch_fields=MappingProxyType(dict(arch_fields or {})),
-                      tolerance_field=tolerance_field)
+                      tolerance_field=tolerance_field, display=display or name, plugin=plugin)
 
 
 # Order matters only for messages (MODEL_TYPES lists names in this order). The tolerances are the
@@ -82,7 +96,7 @@ def _entry(name: str, build: Callable[..., nn.Module], *, aliases: tuple[str, ..
 MODELS: dict[str, ModelEntry] = {
     e.name: e
     for e in (
-        _entry("ResNet", _resnet20, aliases=("ResNet20",), tolerance_field="tolerance_resnet20"),
+        _entry("ResNet", _resnet20, aliases=("ResNet20",), tolerance_field="tolerance_resnet20", display="ResNet20"),
         _entry("VGG11", _vgg11, arch_fields={"batchnorm": False, "init_weights": False},
                tolerance_field="tolerance_vgg11"),
         _entry("ResNet50", _resnet50, tolerance_field="tolerance_resnet20"),
@@ -96,12 +110,97 @@ _BY_NAME: dict[str, ModelEntry] = {n: e for e in MODELS.values() for n in e.name
 MODEL_TYPES: tuple[str, ...] = tuple(_BY_NAME)
 
 
+# A plug-in model_type: "package.module:ClassName" (dotted module path, a class name).
+_PLUGIN = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+# Constructor parameters that receive the dataset's input channels and class count, by the names common
+# in model zoos (torchvision: num_classes; timm: in_chans, num_classes; MONAI and others: in_channels).
+INPUT_CHANNEL_PARAMS = ("in_channels", "in_chans", "input_channels")
+CLASS_COUNT_PARAMS = ("num_classes", "n_classes")
+# Plug-in models stop IMP at this tolerance: the one the paper's code used for every model but VGG11.
+_PLUGIN_TOLERANCE = "tolerance_resnet20"
+
+
+def is_plugin(name: Any) -> bool:
+    """Whether ``name`` is written as a plug-in path ``package.module:ClassName`` (not whether it imports)."""
+    return isinstance(name, str) and _PLUGIN.fullmatch(name) is not None
+
+
+def resolve_plugin(path: str) -> type:
+    """The class a plug-in path names, imported; ValueError with one line if it is not an importable nn.Module.
+
+    The working directory is searched too (after ``sys.path``), so a module of the user's own beside
+    their config imports as ``my_model:Net`` however the runner was started.
+    """
+    if not is_plugin(path):
+        raise ValueError(f"model_type {path!r} is not of the form 'package.module:ClassName'")
+    module_name, class_name = path.split(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 - any failure to import is the user's to fix: say which
+        raise ValueError(f"model_type {path!r}: cannot import module {module_name!r} "
+                         f"({type(err).__name__}: {err})") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ValueError(f"model_type {path!r}: module {module_name!r} has no attribute {class_name!r}")
+    from torch import nn
+
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"model_type {path!r}: {class_name} is not a torch.nn.Module subclass")
+    return cls
+
+
+def _plugin_builder(path: str) -> Callable[..., nn.Module]:
+    def build(*, num_classes: int, in_channels: int, image_size: int, width: int,
+              model_kwargs: Mapping[str, Any]) -> nn.Module:
+        cls = resolve_plugin(path)
+        kwargs = dict(model_kwargs)
+        params = inspect.signature(cls).parameters
+        for names, value in ((INPUT_CHANNEL_PARAMS, in_channels), (CLASS_COUNT_PARAMS, num_classes)):
+            for name in names:
+                if name not in params:
+                    continue
+                if name in kwargs and kwargs[name] != value:
+                    raise ValueError(f"model_kwargs.{name}: {kwargs[name]!r}, but the dataset has {value}; "
+                                     "leave it out (it is passed from the dataset)")
+                kwargs[name] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise ValueError(f"model_type {path!r}: cannot build {cls.__name__}(**model_kwargs): {err}") from None
+
+    return build
+
+
+def _plugin_entry(path: str) -> ModelEntry:
+    return _entry(path, _plugin_builder(path), arch_fields={"model_kwargs": {}},
+                  tolerance_field=_PLUGIN_TOLERANCE, display=path.split(":")[1], plugin=True)
+
+
 def _lookup(name: str) -> ModelEntry:
-    """The entry for ``name`` (canonical or alias); ValueError naming the choices if unknown."""
+    """The entry for ``name`` (canonical, alias or plug-in path); ValueError naming the choices if unknown."""
     entry = _BY_NAME.get(name) if isinstance(name, str) else None
+    if entry is None and is_plugin(name):
+        return _plugin_entry(name)
     if entry is None:
-        raise ValueError(f"unknown model_type {name!r}; choose one of {', '.join(MODEL_TYPES)}")
+        raise ValueError(f"unknown model_type {name!r}; choose one of {', '.join(MODEL_TYPES)} "
+                         "or a class of your own as 'package.module:ClassName'")
     return entry
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of a model_type (canonical, alias or plug-in path); ValueError if unknown."""
+    return _lookup(name)
+
+
+def display_name(model_type: str) -> str:
+    """The name tables show for a model_type ("ResNet" -> "ResNet20"); an unknown one as it is written."""
+    try:
+        return _lookup(model_type).display
+    except ValueError:
+        return model_type
 
 
 def canonical_model_type(name: str) -> str:
@@ -110,8 +209,10 @@ def canonical_model_type(name: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    # Lists and tuples become fresh lists: what YAML and the artifact keys (JSON) hold.
-    return list(value) if isinstance(value, (list, tuple)) else value
+    # Lists and tuples become fresh lists, mappings plain dicts: what YAML and the artifact keys (JSON) hold.
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def model_settings(cfg: Any) -> dict[str, Any]:
@@ -124,7 +225,9 @@ def model_settings(cfg: Any) -> dict[str, Any]:
     always produced (tested), so artifact hashes do not change.
     """
     entry = _lookup(getattr(cfg, "model_type", None))
-    settings: dict[str, Any] = {"model_type": entry.name, "width_multiplier": getattr(cfg, "width_multiplier", 1)}
+    settings: dict[str, Any] = {"model_type": entry.name}
+    if not entry.plugin:  # a plug-in's size is in its model_kwargs
+        settings["width_multiplier"] = getattr(cfg, "width_multiplier", 1)
     for name, default in entry.arch_fields.items():
         value = getattr(cfg, name, None)
         settings[name] = _plain(default if value is None else value)

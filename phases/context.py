@@ -11,6 +11,8 @@ from torch import nn
 from data import DataBundle, DatasetNotFound, build_data
 from models import build_model
 from phases.keys import config_hash, schedule_settings
+from phases.mask_source import mask_owner
+from tracking import Tracker
 from training.device import prepare_model
 from training.loop import TrainSpec
 from training.metrics import MetricsLog
@@ -18,6 +20,7 @@ from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
 from utils.config import Config
 from utils.errors import UserError
+from utils.provenance import set_device
 from utils.seeding import seed_everything
 
 
@@ -37,6 +40,24 @@ class RunContext:
     config_path: str | None = None  # as given on the command line; None for the demo
     verbose: bool = False  # e.g. every layer's density after each IMP round
     _data: DataBundle | None = field(default=None, repr=False)
+    _owner: RunContext | None = field(default=None, repr=False)
+    # The config's experiment tracking (inactive without `tracking`); made here, so a backend that could not log
+    # (not installed, wandb without credentials) stops the run before any training.
+    tracker: Tracker = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_device(self.device)  # what manifests and results.json record as the device
+        self.tracker = Tracker.for_run(self.cfg, self.seed, self.run_dir)
+
+    def owner(self) -> RunContext:
+        """The context that makes dense A and IMP: this one, or under ``pruning.mask_from`` the source config's
+        (its data and settings, this run's device), made once so its data loads once."""
+        if self._owner is None:
+            cfg, seed = mask_owner(self.cfg, self.seed)
+            self._owner = self if cfg is self.cfg else RunContext(
+                cfg=cfg, seed=seed, device=self.device, label=f"{self.label}.mask_source", command=self.command,
+                progress=self.progress, config_path=self.cfg.pruning.mask_from.config, verbose=self.verbose)
+        return self._owner
 
     @property
     def save_path(self) -> Path:
@@ -76,7 +97,7 @@ class RunContext:
         save_tensors(path, model.state_dict(), meta)
 
     def metrics_for(self, artifact_dir: Path) -> MetricsLog:
-        return MetricsLog(artifact_dir / "metrics.jsonl")
+        return MetricsLog(artifact_dir / "metrics.jsonl", mirror=self.tracker.mirror(artifact_dir))
 
     def step_fn(self, model: nn.Module):
         """The compiled forward when ``compile: true`` (CUDA pays it back; on CPU it rarely does)."""

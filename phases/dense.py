@@ -18,6 +18,7 @@ import torch
 
 from phases import graph
 from phases.context import RunContext
+from phases.mask_source import mask_owner
 from training.evaluate import accuracy_text
 from training.loop import train
 from utils import distributed
@@ -43,8 +44,9 @@ def epochs_needed_for(cfg: Config, role: str, rewinds: Iterable[int]) -> tuple[i
     released code saved them). ``pruning.rewind_epoch`` is always in epochs.
     """
     points = {cfg.checkpoint_epoch(k) for k in rewinds}
-    if role == "A" and cfg.pruning.rewind_epoch is not None:
-        points.add(cfg.pruning.rewind_epoch)
+    owner = mask_owner(cfg, 0)[0]  # under pruning.mask_from, A and its IMP are the source config's
+    if role == "A" and owner.pruning.rewind_epoch is not None:
+        points.add(owner.pruning.rewind_epoch)
     return tuple(sorted(points))
 
 
@@ -54,6 +56,9 @@ def saved_epochs(art: Artifact) -> list[int]:
 
 def ensure_dense(ctx: RunContext, role: str, epochs_needed: tuple[int, ...] | None = None) -> Artifact:
     """Dense ``role``, trained unless complete (resuming an interrupted training), holding every needed epoch."""
+    if role == "A" and ctx.owner() is not ctx:  # mask transfer: the source's A, trained with the source's config
+        needed = needed_epochs(ctx, role) if epochs_needed is None else epochs_needed
+        return ensure_dense(ctx.owner(), role, tuple(sorted({*needed, *needed_epochs(ctx.owner(), role)})))
     art = graph.dense(ctx.cfg, ctx.seed, role)
     needed = needed_epochs(ctx, role) if epochs_needed is None else epochs_needed
     epochs = ctx.cfg.epochs if role == "A" else ctx.cfg.b_epochs
@@ -117,6 +122,8 @@ def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int
 
 def ensure_checkpoint(ctx: RunContext, role: str, epoch: int) -> Artifact:
     """The complete dense ``role`` artifact with the checkpoint at ``epoch``; never one without it."""
+    if role == "A":
+        ctx = ctx.owner()
     art = graph.dense(ctx.cfg, ctx.seed, role)
     if not art.complete:
         raise RuntimeError(f"dense {role} is not trained yet ({art.dir})")

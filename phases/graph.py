@@ -8,7 +8,9 @@
     sparse run (k, run): weights of A or B at k, mask M_A, pi(M_A) or random(M_A) ◄─┘
 
 The four sparsities of one width share dense A/B, the IMP rounds they have in
-common and pi; interpolation is a leaf, so its grid changes no training.
+common and pi; interpolation is a leaf, so its grid changes no training. Under
+``pruning.mask_from`` (mask transfer), dense A and the IMP nodes are another
+config's (``phases/mask_source.py``); the rest of the graph is unchanged.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from phases.keys import (
     PermutedMaskSettings,
     as_key,
     dense_settings,
+    early_match_settings,
     imp_chain_settings,
     imp_target_settings,
     interpolation_settings,
-    match_settings,
     sparse_settings,
 )
+from phases.mask_source import mask_owner
 from utils.artifacts import Artifact
-from utils.config import Config
+from utils.config import RESCALED, Config
 
 # run -> (whose weights at epoch k, which mask): one run type with different sources (DESIGN §6)
 SOURCES: dict[str, tuple[str, str]] = {
@@ -33,28 +36,36 @@ SOURCES: dict[str, tuple[str, str]] = {
     "permuted": ("B", "permuted_mask"),
     "random": ("B", "random"),  # a random mask with M_A's per-layer density, drawn from the run seed
 }
+# `<run>+rescale`: the same sources, from rescaled initialization (sparse.rescale_init, pruning/rescale.py). Another
+# run name rather than a setting of the same run: one config compares both, each in its own column and artifact.
+SOURCES.update({run + RESCALED: source for run, source in list(SOURCES.items())})
 
 
 def dense(cfg: Config, seed: int, role: str) -> Artifact:
+    if role == "A":  # under pruning.mask_from, A is the source config's (phases/mask_source.py)
+        cfg, seed = mask_owner(cfg, seed)
     return Artifact(cfg.save_path, "dense", as_key(dense_settings(cfg, seed, role)))
 
 
 def imp_chain(cfg: Config, seed: int) -> Artifact:
+    cfg, seed = mask_owner(cfg, seed)
     return Artifact(cfg.save_path, "impchain", as_key(imp_chain_settings(cfg)), {"dense_a": dense(cfg, seed, "A")})
 
 
 def imp(cfg: Config, seed: int) -> Artifact:
+    cfg, seed = mask_owner(cfg, seed)
     return Artifact(cfg.save_path, "imp", as_key(imp_target_settings(cfg)), {"chain": imp_chain(cfg, seed)})
 
 
-def permutation(cfg: Config, seed: int) -> Artifact:
-    return Artifact(cfg.save_path, "perm", as_key(match_settings(cfg)),
+def permutation(cfg: Config, seed: int, b_epoch: int | None = None) -> Artifact:
+    """pi matching trained A to B: B's final model, or (early matching) B after ``b_epoch`` epochs of training."""
+    return Artifact(cfg.save_path, "perm", as_key(early_match_settings(cfg, b_epoch)),
                     {"dense_a": dense(cfg, seed, "A"), "dense_b": dense(cfg, seed, "B")})
 
 
-def permuted_mask(cfg: Config, seed: int) -> Artifact:
+def permuted_mask(cfg: Config, seed: int, b_epoch: int | None = None) -> Artifact:
     return Artifact(cfg.save_path, "pmask", as_key(PermutedMaskSettings()),
-                    {"perm": permutation(cfg, seed), "imp": imp(cfg, seed)})
+                    {"perm": permutation(cfg, seed, b_epoch), "imp": imp(cfg, seed)})
 
 
 def interpolation(cfg: Config, seed: int) -> Artifact:
@@ -77,6 +88,8 @@ def sparse_runs(cfg: Config) -> list[str]:
     runs = list(cfg.sparse.runs)
     if cfg.sparse.random_control and "random" not in runs:
         runs.append("random")
+    if cfg.sparse.rescale_init:
+        runs += [r + RESCALED for r in runs if not r.endswith(RESCALED) and r + RESCALED not in runs]
     return runs
 
 

@@ -60,6 +60,7 @@ def check_schedule(cfg, total: int) -> None:
 
 
 def ensure_imp(ctx: RunContext) -> Artifact:
+    ctx = ctx.owner()  # under pruning.mask_from, the source config prunes its own A with its own data
     cfg = ctx.cfg
     art = graph.imp(cfg, ctx.seed)
     if not art.complete and cfg.pruning.rewind_epoch is not None:

@@ -11,11 +11,12 @@ and a new rewind point adds a checkpoint to the same artifact.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from models.registry import model_settings
-from utils.config import Config
+from phases.mask_source import source_config
+from utils.config import RESCALED, Config, SparseConfig
 from utils.hashing import stable_hash
 
 
@@ -41,6 +42,7 @@ class ImpChainSettings:
     weight_decay: float
     rewind_epoch: int | None
     schedule: str  # each round's schedule from prune_lr: cosine or constant
+    prune_exclude: tuple[str, ...] | None = None  # weights left dense (by name); absent when unset
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class MatchSettings:
     augment: bool | None = None  # activation matching: augmented, shuffled batches instead of a fixed order
     max_iter: int | None = None  # weight matching
     seed: int | None = None  # weight matching's group order
+    # Early matching (the paper's Table 15): B's checkpoint after this many epochs instead of its final model.
+    b_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class PermutedMaskSettings:
 class InterpolationSettings:
     alphas: tuple[float, ...]
     batches: int
+    repair: bool | None = None  # matching.repair; absent (None) when false, so keys made without it stay
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,12 @@ class SparseSettings:
     schedule: dict[str, Any]  # a fresh schedule of the optimizer's type over `epochs`, from `lr`
     # The same k is another checkpoint under each convention (after k or k + 1 epochs of dense training).
     rewind_convention: str
+    # Mask transfer only: the data the run trains on, which its weights' parent no longer implies (lth trains the
+    # source's A on this config's data; without it, it would share its key with the source's own lth run).
+    data: dict[str, Any] | None = None
+    rescale_bn_batches: int | None = None  # `<run>+rescale` runs only: batches re-estimating BN after rescaling
+    # Another data order than the main runs' (phases/sparse_step.sparse_data_seed): ensemble members 1, 2, ...
+    data_order: int | None = None
 
 
 def as_key(settings: Any) -> dict[str, Any]:
@@ -98,12 +109,16 @@ def schedule_settings(cfg: Config) -> dict[str, Any]:
             "gamma": o.gamma}
 
 
+def data_settings(cfg: Config) -> dict[str, Any]:
+    return {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+            "batch_size": cfg.batch_size}
+
+
 def dense_settings(cfg: Config, seed: int, role: str) -> DenseSettings:
     o = cfg.optimizer
     return DenseSettings(
         model=model_settings(cfg),
-        data={"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
-              "batch_size": cfg.batch_size},
+        data=data_settings(cfg),
         optimizer={"type": o.type.lower(), "lr": o.lr, "momentum": o.momentum, "weight_decay": o.weight_decay,
                    "nesterov": o.nesterov, **schedule_settings(cfg)},
         epochs=cfg.epochs if role == "A" else cfg.b_epochs, precision=cfg.precision, seed=seed, role=role)
@@ -113,7 +128,8 @@ def imp_chain_settings(cfg: Config) -> ImpChainSettings:
     p = cfg.pruning
     return ImpChainSettings(prune_perc=p.prune_perc, prune_lr=p.prune_lr,
                             train_epochs_per_prune=p.train_epochs_per_prune, momentum=p.momentum,
-                            weight_decay=p.weight_decay, rewind_epoch=p.rewind_epoch, schedule=p.schedule)
+                            weight_decay=p.weight_decay, rewind_epoch=p.rewind_epoch, schedule=p.schedule,
+                            prune_exclude=tuple(cfg.prune_exclude) if cfg.prune_exclude else None)
 
 
 def imp_target_settings(cfg: Config) -> ImpTargetSettings:
@@ -129,22 +145,31 @@ def match_settings(cfg: Config) -> MatchSettings:
     return MatchSettings(method=m.method, max_iter=m.max_iter, seed=m.seed)
 
 
+def early_match_settings(cfg: Config, b_epoch: int | None) -> MatchSettings:
+    """The permutation's settings with B at epoch ``b_epoch`` (in epochs trained); None or B's last: the main ones."""
+    base = match_settings(cfg)
+    return base if b_epoch is None or b_epoch == cfg.b_epochs else replace(base, b_epoch=b_epoch)
+
+
 def interpolation_settings(cfg: Config) -> InterpolationSettings:
     m = cfg.matching
-    return InterpolationSettings(alphas=tuple(m.alphas), batches=m.interpolation_batches)
+    return InterpolationSettings(alphas=tuple(m.alphas), batches=m.interpolation_batches, repair=m.repair or None)
 
 
 def sparse_settings(cfg: Config, k: int, run: str) -> SparseSettings:
     o = cfg.optimizer
     return SparseSettings(run=run, rewind=k, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov, epochs=cfg.total_sparse_epochs - k, schedule=schedule_settings(cfg),
-                          rewind_convention=cfg.rewind_convention)
+                          rewind_convention=cfg.rewind_convention,
+                          data=data_settings(cfg) if cfg.pruning.mask_from is not None else None,
+                          rescale_bn_batches=cfg.sparse.rescale_bn_batches if run.endswith(RESCALED) else None)
 
 
 # Keys that never change a number (where or how fast it is made) or only add rows to a run
 # directory (more rewind points, more runs): a run directory is named by the rest.
-NOT_IDENTITY = ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity", "download",
-                "seed", "threads", "eval_every", "rewind_points", "sparse")
+NOT_IDENTITY = ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity", "tracking",
+                "download", "seed", "threads", "eval_every", "rewind_points", "sparse",
+                "studies")  # a study adds its own artifacts, keyed by its own settings (phases/studies)
 
 
 def science_config(cfg: Config) -> dict[str, Any]:
@@ -152,12 +177,20 @@ def science_config(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
     for k in NOT_IDENTITY:
         d.pop(k, None)
+    if cfg.sparse.rescale_bn_batches != SparseConfig().rescale_bn_batches:  # changes the `+rescale` rows
+        d["rescale_bn_batches"] = cfg.sparse.rescale_bn_batches
     d["model"] = model_settings(cfg)
-    for k in ("model_type", "width_multiplier", "mlp_hidden", "batchnorm", "init_weights"):
+    for k in ("model_type", "width_multiplier", "mlp_hidden", "batchnorm", "init_weights", "model_kwargs"):
         d.pop(k, None)
+    if d.get("prune_exclude") is None:  # unset: configs written before the key keep their hash
+        d.pop("prune_exclude", None)
     d["pruning"] = {**d["pruning"], "tolerance": cfg.pruning.tolerance_for(cfg.model_type)}
     for k in ("tolerance_resnet20", "tolerance_vgg11"):
         d["pruning"].pop(k, None)
+    if d["pruning"].pop("mask_from", None) is not None:
+        # Mask transfer: dense A and IMP are the source's, named by what the source computes (not its path).
+        src = source_config(cfg)
+        d["pruning"] = {"mask_from": {"config": config_hash(src), "seed": cfg.pruning.mask_from.seed}}
     d["epochs"], d["model_b_epochs"], d["sparse_epochs"] = cfg.epochs, cfg.b_epochs, cfg.total_sparse_epochs
     return d
 

@@ -19,6 +19,7 @@ from matching import activation_matching, interpolation_curve, loss_barrier, mid
 from matching.weight_matching import weight_matching
 from phases import graph
 from phases.context import RunContext
+from phases.dense import checkpoint_name, ensure_checkpoint
 from phases.imp_step import load_masks
 from training.evaluate import evaluate
 from utils.artifacts import Artifact
@@ -34,31 +35,46 @@ def load_permutation(art: Artifact) -> dict[str, torch.Tensor]:
     return perms
 
 
-def ensure_permutation(ctx: RunContext) -> Artifact:
-    return graph.permutation(ctx.cfg, ctx.seed).make_once(lambda a: make_permutation(ctx, a), "[match]")
+def ensure_permutation(ctx: RunContext, b_epoch: int | None = None) -> Artifact:
+    """pi matching A to B; with ``b_epoch`` (early matching, epochs trained) to B's checkpoint at that epoch."""
+    art = graph.permutation(ctx.cfg, ctx.seed, b_epoch)
+    b_epoch = art.settings.get("b_epoch")
+    if b_epoch is not None and not art.complete:  # dense B gets that checkpoint if it lacks it
+        ensure_checkpoint(ctx, "B", b_epoch)
+    label = "[match]" if b_epoch is None else f"[match B@{b_epoch}]"
+    return art.make_once(lambda a: make_permutation(ctx, a), label)
+
+
+def b_model_file(art: Artifact) -> str:
+    """The file of dense B a permutation artifact matches to: the final model, or the early-matching checkpoint."""
+    b_epoch = art.settings.get("b_epoch")
+    return "final.safetensors" if b_epoch is None else checkpoint_name(b_epoch)
 
 
 def make_permutation(ctx: RunContext, art: Artifact) -> None:
     m = ctx.cfg.matching
     a_art, b_art = art.parents["dense_a"], art.parents["dense_b"]
     model_a = ctx.load_model(a_art, "final.safetensors")
-    model_b = ctx.load_model(b_art, "final.safetensors")
+    model_b = ctx.load_model(b_art, b_model_file(art))
     spec = model_a.permutation_spec()
-    print(f"[match] {m.method} matching of A to B", flush=True)
+    when = "" if art.settings.get("b_epoch") is None else f" after {art.settings['b_epoch']} epochs"
+    print(f"[match] {m.method} matching of A to B{when}", flush=True)
     if m.method == "activation":
         perms = activation_matching(model_a, model_b, matching_batches(ctx), spec=spec)
     else:
         perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m.seed, max_iter=m.max_iter)
     perms = {g: p.cpu() for g, p in perms.items()}
+    # Under mask transfer A is the source config's, its recorded accuracy on the source's test set: measure it here.
+    a_here = evaluate(model_a, ctx.data.test_batches()).as_dict() if ctx.owner() is not ctx else None
     # pi(A) is the same function as A: its accuracy must equal A's (up to float summation order).
     model_a.load_state_dict(permute(spec, model_a.state_dict(), perms))
-    a_result, ap_result = a_art.result(), evaluate(model_a, ctx.data.test_batches())
+    a_result, ap_result = a_here or a_art.result(), evaluate(model_a, ctx.data.test_batches())
     if abs(ap_result.accuracy - a_result["accuracy"]) > 0.1:
         warnings.warn(f"pi(A) accuracy {ap_result.accuracy:.2f}% differs from A's {a_result['accuracy']:.2f}%: "
                       "the model's permutation spec may be wrong", stacklevel=1)
     save_tensors(art.path(PERMUTATION), {g: p.long() for g, p in perms.items()},
                  {"groups": list(perms), "convention": "new unit i = old unit perm[i]"})
-    art.finish({"method": m.method, "A_permuted": ap_result.as_dict(),
+    art.finish({"method": m.method, "A_permuted": ap_result.as_dict(), **({"A": a_here} if a_here else {}),
                 "moved_units": {g: int((p != torch.arange(p.numel())).sum()) for g, p in perms.items()}})
     print(f"[match] pi(A) {ap_result.accuracy:.2f}% (A {a_result['accuracy']:.2f}%)")
 
@@ -89,8 +105,9 @@ def augmented_batches(data: DataBundle, count: int, seed: int) -> Iterator[Batch
         epoch += 1
 
 
-def ensure_permuted_mask(ctx: RunContext) -> Artifact:
-    return graph.permuted_mask(ctx.cfg, ctx.seed).make_once(lambda a: make_permuted_mask(ctx, a), "[pmask]")
+def ensure_permuted_mask(ctx: RunContext, b_epoch: int | None = None) -> Artifact:
+    return graph.permuted_mask(ctx.cfg, ctx.seed, b_epoch).make_once(lambda a: make_permuted_mask(ctx, a),
+                                                                     "[pmask]")
 
 
 def make_permuted_mask(ctx: RunContext, art: Artifact) -> None:
@@ -122,10 +139,14 @@ def make_interpolation(ctx: RunContext, art: Artifact) -> None:
     def train_batches():
         return ctx.data.eval_train_batches(m.interpolation_batches)
 
-    print(f"[interp] interpolating at alphas {m.alphas} (before and after matching)", flush=True)
-    before = interpolation_curve(model_b, sd_a, sd_b, m.alphas, train_batches, ctx.data.test_batches)
-    after = interpolation_curve(model_b, sd_a_perm, sd_b, m.alphas, train_batches, ctx.data.test_batches)
+    repair = bool(art.settings.get("repair"))
+    print(f"[interp] interpolating at alphas {m.alphas} (before and after matching{', REPAIR' if repair else ''})",
+          flush=True)
+    before = interpolation_curve(model_b, sd_a, sd_b, m.alphas, train_batches, ctx.data.test_batches, repair=repair)
+    after = interpolation_curve(model_b, sd_a_perm, sd_b, m.alphas, train_batches, ctx.data.test_batches,
+                                repair=repair)
     result = {
+        "repair": repair,
         "midpoint_accuracy_before": midpoint_accuracy(before),
         "midpoint_accuracy_after": midpoint_accuracy(after),
         "test_loss_barrier_before": loss_barrier(before, "test_loss"),

@@ -9,12 +9,14 @@ from typing import Any
 from phases import graph
 from phases.context import RunContext
 from phases.keys import config_hash
+from phases.mask_source import transfer_summary
 from training.metrics import read_metrics
 from utils import artifacts, distributed
 from utils.artifacts import Artifact
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import dump_config
 from utils.locks import exclusive
+from utils.provenance import now, provenance, summary
 
 RESULTS_LOCK = ".results.lock"
 
@@ -38,6 +40,10 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
     if "perm" in arts:
         perm = arts["perm"].result()
         dense["A_permuted"] = perm["A_permuted"]
+        if "A" in perm:  # mask transfer: A measured on this config's test set; its own in A_source_data
+            if "A" in dense:
+                dense["A_source_data"] = dense["A"]
+            dense["A"] = {k: perm["A"][k] for k in ("accuracy", "loss")}
         res["matching"] = {"method": perm["method"]}
         if "interp" in arts:
             curves = arts["interp"].result()
@@ -51,6 +57,9 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
                 if side in curves:
                     res["matching"][side] = [{key: point[key] for key in keys} for point in curves[side]]
     res["dense"] = dense
+    transfer = transfer_summary(ctx.cfg, ctx.seed)
+    if transfer:
+        res["mask_from"] = transfer
     if "imp" in arts:
         r = arts["imp"].result()
         res["imp"] = {"sparsity": r["sparsity"], "accuracy": r["accuracy"], "loss": r["loss"],
@@ -65,7 +74,21 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
                                                       "weight_sparsity": r["weight_sparsity"]}
     res["sparse"] = sparse
     res["artifacts"] = {name: str(a.dir) for name, a in arts.items()}
+    res["provenance"] = results_provenance(arts)
     return res
+
+
+def results_provenance(arts: dict[str, Artifact]) -> dict[str, Any]:
+    """Who wrote this results.json (commit, versions, device, command, times), and what made each artifact in it.
+
+    The artifacts may come from other processes, commits or machines than the writer (phase 1 on one node,
+    phase 2 on another): each one's manifest says, and ``analysis.table --provenance`` compares them.
+    """
+    made = {}
+    for name, a in arts.items():
+        m = a.manifest() or {}
+        made[name] = {**summary(m.get("provenance") or {}), "started": m.get("started"), "finished": m.get("finished")}
+    return {**provenance(), "written": now(), "artifacts": made}
 
 
 def write_run_dir(ctx: RunContext) -> dict[str, Any]:
@@ -89,6 +112,7 @@ def write_run_dir(ctx: RunContext) -> dict[str, Any]:
             if path.exists():
                 lines.extend({**rec, "artifact": art.name} for rec in read_metrics(path))
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in lines))
+    ctx.tracker.set_results(results)  # logged, with the config and curves, when the run's tracker closes
     return results
 
 
@@ -111,6 +135,10 @@ def phase1_table(results: dict[str, Any]) -> str:
     ]
     if imp:
         rows.append((f"IMP A at {100 * imp['sparsity']:.2f}% sparsity ({imp['rounds']} rounds)", _fmt(imp)))
+    src = results.get("mask_from")
+    if src:
+        rows.insert(0, (f"A and IMP mask from {src['config']} (seed {src['seed']}, {src['dataset']}); "
+                        "IMP accuracy on its own data", ""))
     if m:
         rows.append((f"midpoint A-B before matching ({m['method']})", f"{m['midpoint_accuracy_before']:6.2f}%"))
         rows.append((f"midpoint pi(A)-B after matching ({m['method']})", f"{m['midpoint_accuracy_after']:6.2f}%"))
@@ -124,13 +152,15 @@ def phase2_table(results: dict[str, Any], runs: list[str]) -> str:
     sparse = results.get("sparse", {})
     if not sparse:
         return "Phase 2: no sparse runs finished yet"
-    head = "  k    " + "".join(f"{r:>10s}" for r in runs)
+    width = {r: max(10, len(r) + 2) for r in runs}  # `permuted+rescale` and the like stay apart
+    head = "  k    " + "".join(f"{r:>{width[r]}s}" for r in runs)
     if "naive" in runs and "permuted" in runs:
         head += "  perm-naive"
     lines = ["Phase 2 (test accuracy %, sparse training from rewind point k)", head]
     for k in sorted(sparse, key=int):
         row = sparse[k]
-        line = f"  {k:<5s}" + "".join(f"{row[r]['accuracy']:10.2f}" if r in row else f"{'-':>10s}" for r in runs)
+        line = f"  {k:<5s}" + "".join(f"{row[r]['accuracy']:{width[r]}.2f}" if r in row else f"{'-':>{width[r]}s}"
+                                      for r in runs)
         if "naive" in row and "permuted" in row:
             line += f"  {row['permuted']['accuracy'] - row['naive']['accuracy']:+10.2f}"
         lines.append(line)

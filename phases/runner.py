@@ -158,6 +158,15 @@ def run_from_args(args: Args) -> int:
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, precision {cfg.precision}, "
           f"save_path {cfg.save_path}, run directory {run_dir_name(ctx.label, cfg)}")
+    if args.study:
+        from phases.studies import get_study, run_study
+
+        for name in args.study:
+            get_study(name).needs(cfg, args.seed)  # an unknown study or a bad section: before any work
+        print(f"data: {ctx.data!r}")
+        for name in args.study:
+            run_study(ctx, name)
+        return 0
     if args.pretrain is False:
         check_phase1(ctx)  # refuse before loading any data
     print(f"data: {ctx.data!r}")  # loaded before any write: a missing dataset leaves nothing behind

@@ -6,8 +6,13 @@ different weight and mask sources (``graph.SOURCES``, DESIGN §6).
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterable
 
+import torch
+from torch import nn
+
+from data import Batch
+from matching.interpolation import reset_bn_stats
 from phases import graph
 from phases.context import RunContext
 from phases.dense import checkpoint_name, ensure_checkpoint
@@ -15,22 +20,51 @@ from phases.imp_step import load_masks
 from phases.keys import schedule_settings
 from phases.match_step import PERMUTED_MASK
 from pruning.masks import Masks, random_masks_like, sparsity, weight_sparsity
+from pruning.rescale import rescale_to_fan_in
 from training.evaluate import accuracy_text
 from training.loop import TrainSpec, train
 from utils.artifacts import Artifact
+from utils.config import RESCALED
 from utils.seeding import derive_seed
 
 
-def run_masks(ctx: RunContext, run: str) -> Masks:
-    """The mask ``run`` trains under: M_A, pi(M_A), or a random mask with M_A's per-layer density."""
+def run_masks(ctx: RunContext, run: str, mask_art: Artifact | None = None) -> Masks:
+    """The mask ``run`` trains under: M_A, pi(M_A), or a random mask with M_A's per-layer density.
+
+    From ``mask_art`` (the run's ``mask`` parent: an IMP or a permuted-mask artifact) when given, else from
+    this run seed's own; a study's runs (an ensemble member's pi_i(M_A)) pass theirs.
+    """
     which = graph.SOURCES[run][1]
+    if mask_art is None:
+        mask_art = graph.mask_source(ctx.cfg, ctx.seed, run)
     if which == "permuted_mask":
-        return load_masks(graph.permuted_mask(ctx.cfg, ctx.seed), PERMUTED_MASK)
-    mask_a = load_masks(graph.imp(ctx.cfg, ctx.seed))
+        return load_masks(mask_art, PERMUTED_MASK)
+    mask_a = load_masks(mask_art)
     if which == "imp":
         return mask_a
     gen = torch.Generator().manual_seed(derive_seed(ctx.seed, "random-mask"))
     return random_masks_like(mask_a, gen)
+
+
+@torch.no_grad()
+def rescale_initialization(model: nn.Module, masks: Masks, bn_batches: Iterable[Batch]) -> None:
+    """The rewound weights rescaled to variance 2 / kept fan-in per unit under ``masks``, then BN re-estimated.
+
+    The BatchNorm running statistics were those of the dense network at k; after rescaling (and masking)
+    they describe another network, so they are recomputed on ``bn_batches`` as interpolation does.
+    """
+    params = dict(model.named_parameters())
+    for name, w in rescale_to_fan_in({n: params[n] for n in masks}, masks).items():
+        params[name].copy_(w)
+    reset_bn_stats(model, bn_batches)
+
+
+def sparse_data_seed(seed: int, k: int, data_order: int | None) -> int:
+    """The data order of a sparse run: the same for every run of one rewind point, or another one by index
+    (``SparseSettings.data_order``: an ensemble's members train on data orders 1, 2, ...)."""
+    if data_order is None:
+        return derive_seed(seed, "sparse", k)
+    return derive_seed(seed, "sparse", k, "order", data_order)
 
 
 def ensure_sparse(ctx: RunContext, k: int, run: str) -> Artifact:
@@ -44,7 +78,9 @@ def make_sparse(ctx: RunContext, art: Artifact, k: int, run: str) -> None:
     role, which = graph.SOURCES[run]
     at = ctx.cfg.checkpoint_epoch(k)  # k itself, or k + 1 under rewind_convention: released
     model = ctx.load_model(art.parents["weights"], checkpoint_name(at))
-    masks = {n: m.to(ctx.device) for n, m in run_masks(ctx, run).items()}
+    masks = {n: m.to(ctx.device) for n, m in run_masks(ctx, run, art.parents["mask"]).items()}
+    if run.endswith(RESCALED):
+        rescale_initialization(model, masks, ctx.data.eval_train_batches(ctx.cfg.sparse.rescale_bn_batches))
     o = ctx.cfg.optimizer
     # sparse_epochs - k under either convention, as the released code trained from its checkpoint "k" (the
     # weights after k + 1 epochs): `adjusted_sparse_epochs = sparse_epochs - k` on CIFAR, `89 - k` for ResNet50
@@ -53,7 +89,7 @@ def make_sparse(ctx: RunContext, art: Artifact, k: int, run: str) -> None:
     # The same data order for every run of one rewind point: the runs differ only in weights and mask. A fresh
     # schedule of the optimizer's type (cosine, or the released ResNet50 warm-up and steps) from sparse_lr.
     spec = TrainSpec(epochs=epochs, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                     nesterov=o.nesterov, seed=derive_seed(ctx.seed, "sparse", k),
+                     nesterov=o.nesterov, seed=sparse_data_seed(ctx.seed, k, art.settings.get("data_order")),
                      eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}", **schedule_settings(ctx.cfg))
     print(f"[sparse k={k} {run}] W_{role}(k={k}: after {at} epochs) with mask {which}, {epochs} epochs at lr "
           f"{o.sparse_lr}", flush=True)

@@ -19,6 +19,7 @@ USAGE_EXAMPLES = """examples:
   python -m sweep 'configs/config_1_*.yaml' -seeds 0-2 --dry-run
   python -m sweep 'configs/config_1_*.yaml' -seeds 0-2 --executor slurm --partition gpu --gpus-per-job 1
   python -m sweep configs/config_1_90.yaml -seeds 0,1 --executor local --jobs 4 --gpus 0,1,2,3
+  python -m sweep configs/config_1_90.yaml -seeds 0 --study ensemble --executor slurm
   python -m sweep status runs/
 """
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-seeds", "--seeds", required=True, help="seeds: 0,1,2 or 0-4")
     p.add_argument("--rewind", type=int, nargs="+", metavar="K", help="only these rewind points (default: all)")
     p.add_argument("--executor", default=None, help="slurm or local (default: the launcher's, else local)")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="also plan a study of every (config, seed) (repeatable), e.g. --study ensemble: one job "
+                   "per artifact it needs, then one report job (see README, Further studies)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (jobs, dependencies, epochs) and stop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every config (repeatable), as in experiment.py")
@@ -128,6 +132,8 @@ def run_sweep(argv: list[str]) -> int:
     from sweep.targets import make_targets
 
     targets, save_path = make_targets(paths, seeds, args)
+    for target in targets:
+        target.studies = list(dict.fromkeys(args.study))
     if launcher.executor == "local" and not args.dry_run:
         from training.device import resolve_device
 

@@ -26,7 +26,12 @@ class StepJob(submitit.helpers.Checkpointable):
         gpu = self.spec.get("gpu")
         if gpu is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        return run_step(self.spec)
+        from tracking import close_all
+
+        try:
+            return run_step(self.spec)
+        finally:
+            close_all()  # this job's trainings and its consumers' results, each its own run of their group
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         # Training state is on disk after every epoch: requeueing the same job resumes it.
@@ -67,6 +72,15 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         ensure_interpolation(ctx)
     elif step == "sparse":
         ensure_sparse(ctx, args["k"], args["run"])
+    elif step == "study":  # one need of a study (phases/studies)
+        from phases.studies import run_need
+
+        rest = {k: v for k, v in args.items() if k not in ("study", "step")}
+        run_need(ctx, args["study"], args["step"], rest)
+    elif step == "study-report":
+        from phases.studies import report_study
+
+        report_study(ctx, args["study"])
     else:
         raise ValueError(f"unknown sweep step {step!r}")
     for consumer in spec["targets"]:

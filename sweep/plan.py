@@ -13,11 +13,13 @@ rounds the previous one did not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from phases import graph
 from phases.dense import epochs_needed_for, saved_epochs
 from phases.imp_step import round_file
+from phases.mask_source import mask_owner
 from pruning.imp import PruningStalled, planned_schedule
 from utils.artifacts import Artifact
 from utils.config import Config, config_from_dict
@@ -32,6 +34,7 @@ class Target:
     raw: dict[str, Any]  # the resolved config (overrides applied), as recorded in config.yaml
     seed: int
     rewinds: list[int]
+    studies: list[str] = field(default_factory=list)  # --study NAME: phases/studies
 
     @property
     def cfg(self) -> Config:
@@ -39,7 +42,7 @@ class Target:
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "config_path": self.config_path, "config": self.raw, "seed": self.seed,
-                "rewinds": self.rewinds}
+                "rewinds": self.rewinds, "studies": self.studies}
 
 
 @dataclass
@@ -73,9 +76,10 @@ class Plan:
 
 
 def _count_prunable(cfg: Config, cache: dict[str, int]) -> int:
-    from models import build_model  # building models is the slow part of planning: only when needed
+    from models import build_model, model_settings  # building models is the slow part of planning: only when needed
 
-    key = repr((cfg.model_type, cfg.width_multiplier, cfg.mlp_hidden, cfg.batchnorm, cfg.dataset))
+    # The architecture as the artifact keys name it (the registry knows which fields each model reads).
+    key = repr((model_settings(cfg), cfg.dataset, cfg.prune_exclude))
     if key not in cache:
         model = build_model(cfg)
         cache[key] = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
@@ -118,10 +122,11 @@ def build_plan(targets: list[Target]) -> Plan:
         cfg, seed = target.cfg, target.seed
         rewinds = set(target.rewinds)
         runs = graph.sparse_runs(cfg)
-        imp_amounts = imp_schedule(cfg, cache)
-        p = cfg.pruning
+        owner = mask_owner(cfg, seed)[0]  # under pruning.mask_from, dense A and IMP are the source config's
+        imp_amounts = imp_schedule(owner, cache)
+        p = owner.pruning
         separate_jobs += len(graph.run_artifacts(cfg, seed, sorted(rewinds)))
-        phase1 = cfg.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
+        phase1 = owner.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
         separate_phase1 += phase1
         separate += phase1 + len(runs) * sum(cfg.total_sparse_epochs - k for k in rewinds)
 
@@ -141,7 +146,7 @@ def build_plan(targets: list[Target]) -> Plan:
             if t not in job.consumers:
                 job.consumers.append(t)
             job.args["epochs_needed"] = sorted(dense_needs[art.name])
-            total = cfg.epochs if role == "A" else cfg.b_epochs
+            total = owner.epochs if role == "A" else cfg.b_epochs
             job.epochs = max(missing) if art.complete else total
             job.what = f"dense {role}" + (f" (add checkpoints {missing})" if art.complete else "")
             dense_jobs[role] = art.name
@@ -171,6 +176,11 @@ def build_plan(targets: list[Target]) -> Plan:
                 need(graph.sparse(cfg, seed, k, run), t, "sparse", f"sparse k={k} {run}", {"k": k, "run": run},
                      [dense_jobs[role], mask_job], epochs=cfg.total_sparse_epochs - k)
 
+    # Studies after every target's main jobs, so a study's need that is also a main job (a dense B of another
+    # seed, a main sparse run) is that job, whichever target asks first.
+    for t, target in enumerate(targets):
+        for name in target.studies:
+            separate += _plan_study(target, t, name, jobs, need)
     # IMP targets sharing a chain: smallest first, each after the previous.
     for entries in chain_targets.values():
         ordered = [name for _, name in sorted(entries)]
@@ -178,6 +188,46 @@ def build_plan(targets: list[Target]) -> Plan:
             jobs[after].deps.append(before)
     return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate,
                 separate_phase1=separate_phase1, separate_jobs=separate_jobs)
+
+
+def report_job_name(target: Target, study: str) -> str:
+    """The name of the job that writes ``study``'s report for ``target`` (it makes no artifact)."""
+    from phases.keys import config_hash
+    from utils.hashing import stable_hash
+
+    return f"report-{stable_hash([study, target.label, config_hash(target.cfg), target.seed], 12)}"
+
+
+def _plan_study(target: Target, t: int, name: str, jobs: dict[str, Job], need) -> int:
+    """Add the jobs of study ``name`` for ``target``: one per need, then its report; returns the needs' epochs.
+
+    A need is a job like any other (skipped when its artifact is complete, shared
+    when another target or the main plan needs the same artifact); a dense need
+    that is already a job adds its checkpoints to that job's.
+    """
+    from phases.context import run_dir_name
+    from phases.studies import get_study
+
+    cfg, seed = target.cfg, target.seed
+    needs = get_study(name).needs(cfg, seed)
+    planned: list[str] = []
+    for n in needs:
+        deps = [d.name if d.name in jobs else None for d in n.deps]
+        existing = jobs.get(n.artifact.name)
+        if existing is not None and "epochs_needed" in existing.args and "epochs_needed" in n.args:
+            existing.args["epochs_needed"] = sorted({*existing.args["epochs_needed"], *n.args["epochs_needed"]})
+        job = need(n.artifact, t, "study", f"{name}: {n.what}", {"study": name, "step": n.step, **n.args}, deps,
+                   epochs=n.epochs)
+        if job:
+            planned.append(job)
+    report = Path(cfg.save_path) / run_dir_name(target.label, cfg) / f"seed_{seed}" / "studies" / f"{name}.json"
+    if planned or not report.exists():
+        job_name = report_job_name(target, name)
+        job = jobs.setdefault(job_name, Job(job_name, "study-report", f"{name}: report", t, {"study": name}))
+        job.deps = sorted(set(job.deps) | set(planned))
+        if t not in job.consumers:
+            job.consumers.append(t)
+    return sum(n.epochs for n in needs)
 
 
 def _topological(jobs: dict[str, Job]) -> dict[str, Job]:

@@ -85,6 +85,31 @@ def stage_state(art, info: dict[str, Any] | None, queue: set[str]) -> tuple[str,
     return "missing", ""
 
 
+def study_lines(target: Target, cfg, jobs: dict[str, dict[str, Any]], queue: set[str],
+                states: dict[str, tuple[str, str]]) -> list[str]:
+    """The state of each study's artifacts and report for one target (reports count as artifacts here)."""
+    from phases.studies import get_study
+    from sweep.plan import report_job_name
+
+    lines = []
+    for name in target.studies:
+        for n in get_study(name).needs(cfg, target.seed):
+            if n.artifact.name not in states:
+                states[n.artifact.name] = stage_state(n.artifact, jobs.get(n.artifact.name), queue)
+            state, detail = states[n.artifact.name]
+            lines.append(f"  {name}: {n.what:<30} {state:<8} {detail}".rstrip())
+        report = Path(cfg.save_path) / run_dir_name(target.label, cfg) / f"seed_{target.seed}" / "studies" / \
+            f"{name}.json"
+        job = report_job_name(target, name)
+        state = "done" if report.exists() else "missing"
+        info = jobs.get(job)
+        if state == "missing" and info and info.get("job_id") and str(info["job_id"]).split("_")[0] in queue:
+            state = "queued"
+        states[job] = (state, "")
+        lines.append(f"  {name}: report{'':<24} {state:<8} {report if state == 'done' else ''}".rstrip())
+    return lines
+
+
 def status(save_path: Path) -> tuple[str, bool]:
     records = read_records(save_path)
     if not records:
@@ -95,10 +120,11 @@ def status(save_path: Path) -> tuple[str, bool]:
         jobs.update(rec.get("jobs", {}))
         for t in rec.get("targets", []):
             target = Target(label=t["label"], config_path=t["config_path"], raw=t["config"], seed=t["seed"],
-                            rewinds=t["rewinds"])
+                            rewinds=t["rewinds"], studies=list(t.get("studies", [])))
             key = json.dumps([t["label"], t["seed"], t["config"]], sort_keys=True)
             if key in targets:
                 target.rewinds = sorted(set(targets[key].rewinds) | set(t["rewinds"]))
+                target.studies = list(dict.fromkeys([*targets[key].studies, *target.studies]))
             targets[key] = target
     queue = queued_job_ids()
     lines, states = [], {}
@@ -110,6 +136,7 @@ def status(save_path: Path) -> tuple[str, bool]:
                 states[art.name] = stage_state(art, jobs.get(art.name), queue)
             state, detail = states[art.name]
             lines.append(f"  {name:<22} {state:<8} {detail}".rstrip())
+        lines += study_lines(target, cfg, jobs, queue, states)
     counts = {s: sum(1 for st, _ in states.values() if st == s) for s in STATES}
     total = len(states)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -19,6 +19,7 @@ def _absolute(path: str) -> str:
 def make_targets(paths: list[str], seeds: list[int], args: argparse.Namespace) -> tuple[list[Target], Path]:
     """One target per (config, seed); all must share one save_path, where the sweep keeps its records."""
     from phases.runner import resolved_config, run_label
+    from tracking import check_tracking
 
     targets: list[Target] = []
     save_paths: set[str] = set()
@@ -27,6 +28,7 @@ def make_targets(paths: list[str], seeds: list[int], args: argparse.Namespace) -
             cfg = resolved_config(path, args.overrides, args.device, args.threads, args.save_path)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+        check_tracking(cfg.tracking)  # a job must never stop at a wandb login prompt: say so before submitting
         raw: dict[str, Any] = cfg.to_dict()
         raw["save_path"] = _absolute(cfg.save_path)
         root = raw["dataset_root"]

@@ -51,8 +51,8 @@ def base_config(root: Path, save: Path, **over: Any) -> dict:
 
 
 def comparable(results: dict) -> dict:
-    """results.json without where things were written: everything left is a number or a name."""
-    return {k: v for k, v in results.items() if k not in ("artifacts", "config_path")}
+    """results.json without where, when and by what it was written: everything left is a number or a name."""
+    return {k: v for k, v in results.items() if k not in ("artifacts", "config_path", "provenance")}
 
 
 def read_results(save: Path, label: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,6 +158,8 @@ CHILDREN: dict[str, tuple[str, ...]] = {
 SPARSE = ("sparse_lth", "sparse_naive", "sparse_permuted", "sparse_random")
 DENSE = ("dense_A", "dense_B")
 
+MASK_SOURCE = Path(__file__).with_name("mask_source.yaml")
+
 # Config field -> (the stages whose own settings hold it, values to try).
 FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "model_type": (DENSE, ["ResNet"]),
@@ -192,11 +195,13 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "pruning.weight_decay": (("chain",), [5e-4]),
     "pruning.rewind_epoch": (("chain",), [1, 2]),
     "pruning.schedule": (("chain",), ["constant"]),
+    "prune_exclude": (("chain",), [["classifier"], ["fc1", "fc2"]]),  # which weights IMP prunes
     "matching.method": (("perm",), ["weight"]),
     "matching.num_batches": (("perm",), [2, 8]),
     "matching.augment": (("perm",), [True]),
     "matching.alphas": (("interp",), [[0.0, 0.5, 1.0], [0.0, 0.1, 0.5, 0.9, 1.0]]),
     "matching.interpolation_batches": (("interp",), [3, 5]),
+    "matching.repair": (("interp",), [True]),
     # Fields that change where or how fast, never what: no artifact may change.
     "device": ((), ["cuda"]),
     "threads": ((), [1, 2]),
@@ -207,12 +212,19 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "download": ((), [True]),
     "project": ((), ["p"]),
     "entity": ((), ["e"]),
+    "tracking": ((), [["tensorboard"], ["wandb", "tensorboard"]]),  # mirrors metrics, computes nothing
     "seed": ((), [3]),  # the config's seed field; the run seed is the -seed argument
     "rewind_points": ((), [[0, 1, 2]]),  # adds artifacts, changes none that exist
     "sparse.random_control": ((), [False]),
+    # Adds the `<run>+rescale` runs (their own keys, tests/test_rescale_init.py), changes none that exist.
+    "sparse.rescale_init": ((), [True]),
+    "sparse.rescale_bn_batches": ((), [10]),  # only `+rescale` runs use it
+    # Mask transfer: dense A and IMP become the source's (another dataset here), with all below them; B stays.
+    "pruning.mask_from": (("dense_A",), [{"config": str(MASK_SOURCE)}, {"config": str(MASK_SOURCE), "seed": 4}]),
     "sparse.runs": ((), [["lth", "naive", "permuted"]]),
     # Fields that apply to other models or methods only (checked below for the model they apply to).
     "batchnorm": ((), [True]),
+    "model_kwargs": ((), [{}]),  # plug-in models only: tests/test_own_model.py shows it keys their artifacts
     "init_weights": ((), [True]),
     "pruning.tolerance_resnet20": ((), [0.01]),
     "pruning.tolerance_vgg11": ((), [1e-6]),
@@ -220,6 +232,10 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "matching.seed": ((), [3]),
     "save_path": ((), ["/other"]),  # moves the artifacts, changes no key
     "optimizer.type": ((), ["sgd"]),  # SGD is the only optimizer; its spelling is not part of a key
+    # A study's settings enter only its own artifacts' keys (tests/test_study_*.py), never the main graph's.
+    "studies.early_matching": ((), [{"epochs": [0, 1]}]),
+    "studies.imp_barriers": ((), [{"repair": [True]}, {"alphas": [0.0, 0.5, 1.0]}]),
+    "studies.ensemble": ((), [{"members": 3}, {"members": 2, "rewind": 1}]),
 }
 
 

@@ -177,6 +177,8 @@ def train(
             metrics.truncate_run(name, start)
     elif on_checkpoint and 0 in spec.save_epochs:
         on_checkpoint(0, model)
+    if metrics and start == 0:  # a first epoch logged but killed before its state was saved is redone: drop it
+        metrics.truncate_run(name, 0)
     final: EvalResult | None = None
     end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
     bar = tqdm(range(start, end), desc=name, unit="ep", disable=not bars, initial=start,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,16 @@ from utils.atomic import atomic_write_text
 
 
 class MetricsLog:
-    """Appends lines; on resume, drops lines of a run past the epoch it restarts from."""
+    """Appends lines; on resume, drops lines of a run past the epoch it restarts from.
 
-    def __init__(self, path: str | os.PathLike | None):
+    ``mirror`` is called with every record written (experiment tracking, see
+    ``tracking/``): every training logs through here, so one hook covers them
+    all. It runs after the line is on disk, and an error in it is a warning.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, mirror: Callable[[dict[str, Any]], None] | None = None):
         self.path = Path(path) if path is not None else None
+        self.mirror = mirror
 
     def log(self, record: dict[str, Any]) -> None:
         if self.path is None or not distributed.is_main():  # under torchrun, rank 0 keeps the record
@@ -23,6 +31,12 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.mirror is not None:
+            try:
+                self.mirror(record)
+            except Exception as err:  # noqa: BLE001 - a tracking backend never fails a training
+                warnings.warn(f"tracking: could not log {record.get('run')} epoch {record.get('epoch')}: {err}",
+                              stacklevel=2)
 
     def truncate_run(self, run: str, after_epoch: int) -> None:
         """Remove this run's records with epoch > ``after_epoch`` (they will be redone)."""

@@ -34,10 +34,13 @@ from utils.checkpoint import DamagedFile, load_tensors
 from utils.errors import UserError
 from utils.hashing import stable_hash
 from utils.locks import exclusive
+from utils.provenance import provenance
 
 MANIFEST = "manifest.json"
-# Files that exist only while an artifact is being made (resumable state); never part of a manifest.
-SCRATCH = ("train_state.safetensors", "round_state.safetensors")
+# Files that exist only while an artifact is being made (resumable state, and which experiment-tracking runs
+# its trainings log to, so a resumed training continues them); never part of a manifest.
+TRACKING_STATE = "tracking_state.json"
+SCRATCH = ("train_state.safetensors", "round_state.safetensors", TRACKING_STATE)
 VERIFY_ALWAYS = False  # hash every file of every artifact used (the --verify flag), not only on first use
 _deep_verified: set[str] = set()
 
@@ -137,7 +140,8 @@ class Artifact:
         atomic_write_json(self.path("result.json"), result)
         old = self.manifest() or {}
         manifest = {**self._header(), "complete": True, "started": old.get("started"),
-                    "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **extra, "files": self._file_entries()}
+                    "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "provenance": provenance(), **extra,
+                    "files": self._file_entries()}
         atomic_write_json(self.path(MANIFEST), manifest)
         _deep_verified.add(str(self.dir))
         for name in SCRATCH:

@@ -73,6 +73,7 @@ class Args:
     lock_timeout: float | None = None
     verbose: bool = False
     overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, in order (later ones win)
+    study: list[str] = field(default_factory=list)  # --study NAME (repeatable): phases/studies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key (repeatable), e.g. --set optimizer.lr=0.1 --set rewind_points=[0,5]; "
                    "the value is read as YAML and checked like the config file; applied before -device, "
                    "-threads and -save_path")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="run one of the paper's further studies (repeatable), e.g. --study ensemble, making any "
+                   "missing artifact it needs first; its settings are the config's studies.NAME section "
+                   "(see README, Further studies)")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail, e.g. each layer's density per IMP round")
     p.add_argument("--print-demo-config", action="store_true",
                    help="print the embedded demo's config as YAML (a starting point for your own) and exit")
@@ -125,8 +130,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
     ns = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if ns.rewind is not None and ns.pretrain is True:
         raise CLIError("--rewind belongs to phase 2: use it with -pretrain False")
+    if ns.study and (ns.pretrain is not None or ns.rewind is not None):
+        raise CLIError("--study runs a study (making what it needs); use it without -pretrain and --rewind")
     return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
                 threads=ns.threads,
                 save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config,
                 verify=ns.verify, lock_timeout=ns.lock_timeout, verbose=ns.verbose,
-                overrides=list(ns.overrides))
+                overrides=list(ns.overrides), study=list(dict.fromkeys(ns.study)))

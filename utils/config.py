@@ -22,12 +22,14 @@ from typing import Any
 import yaml
 
 from data.info import DATASETS
-from models.registry import MODEL_TYPES, canonical_model_type, tolerance_field
+from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, resolve_plugin, tolerance_field
 from utils.errors import UserError
 
 MATCHING_METHODS = ("activation", "weight")
 SPARSE_RUNS = ("lth", "naive", "permuted", "random")
+RESCALED = "+rescale"  # a sparse run name suffix: the same run from rescaled initialization (pruning/rescale.py)
 PRECISIONS = ("fp32", "bf16")
+TRACKING_BACKENDS = ("wandb", "tensorboard")  # `tracking:` (see tracking/)
 # rewind_convention -> how many epochs past k the checkpoint of rewind point k is taken. `epochs`: the paper's
 # text (k = 0 is the initialisation); `released`: the released code that made the tables, which saved its "epoch
 # k" after that epoch's training, i.e. after k + 1 epochs (PAPER.md, known defect 1).
@@ -65,6 +67,16 @@ class OptimizerConfig:
 
 
 @dataclass
+class MaskFromConfig:
+    """``pruning.mask_from``: mask transfer, the IMP mask (and dense A, the model it was pruned from) of another
+    config, e.g. a CIFAR-10 mask for SVHN; B, matching and the sparse runs stay this config's (phases/mask_source.py).
+    """
+
+    config: str = ""  # the source config file; a relative path is relative to this config file's folder
+    seed: int | None = None  # the source's run seed; null: this run's seed
+
+
+@dataclass
 class PruningConfig:
     sparsity: float = 0.9
     prune_perc: float = 0.2
@@ -80,6 +92,8 @@ class PruningConfig:
     # Each round's schedule from prune_lr: cosine to 0 (the CIFAR code) or constant (the released ResNet50 IMP).
     schedule: str = "cosine"
     rewind_epoch: int | None = None  # IMP with weight rewinding instead of fine-tuning (in epochs, any convention)
+    # Mask transfer: take dense A and the IMP mask from another config; this section's other keys then go unused.
+    mask_from: MaskFromConfig | None = None
 
     def tolerance_key(self, model_type: str) -> str:
         """The key (under ``pruning``) whose tolerance applies to ``model_type``: the override, else the registry's."""
@@ -102,12 +116,56 @@ class MatchingConfig:
     # 11 points, as the paper's Fig. 3; only the interpolation artifact depends on it (no training does).
     alphas: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
     interpolation_batches: int = 20  # training batches used to reset BN and measure train loss
+    # REPAIR (matching/repair.py) at every alpha of the interpolation curves: each channel's pre-activation mean
+    # and std set to the alpha-interpolation of the endpoints'. Enters only the interpolation key, when true.
+    repair: bool = False
 
 
 @dataclass
 class SparseConfig:
     runs: list[str] = field(default_factory=lambda: ["lth", "naive", "permuted"])
     random_control: bool = False  # adds the `random` run (random mask, M_A's per-layer density)
+    # Rescaled initialization (pruning/rescale.py): adds the `<run>+rescale` twin of every run, whose rewound
+    # weights get each unit's kept weights to variance 2 / kept fan-in, then BN statistics re-estimated.
+    rescale_init: bool = False
+    rescale_bn_batches: int = 50  # training batches (un-augmented) re-estimating BN statistics after rescaling
+
+
+@dataclass
+class EnsembleStudyConfig:
+    """``studies.ensemble``: the paper's Table 1 (ensembles and diversity), ``phases/studies/ensemble.py``."""
+
+    members: int = 5  # M: models per group; member 0 is the main experiment's own runs
+    rewind: int | None = None  # k of the members' sparse runs; null: the config's first rewind point
+
+
+@dataclass
+class EarlyMatchingStudyConfig:
+    """``studies.early_matching``: the paper's Table 15, ``phases/studies/early_matching.py``."""
+
+    # Epochs i of dense B to match trained A against, in the config's rewind_convention (like rewind points).
+    epochs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ImpBarriersStudyConfig:
+    """``studies.imp_barriers``: the paper's Fig. 4a, ``phases/studies/imp_barriers.py``."""
+
+    repair: list[bool] = field(default_factory=lambda: [False, True])  # one curve set per entry
+    alphas: list[float] | None = None  # null: matching.alphas
+
+
+@dataclass
+class StudiesConfig:
+    """``studies``: the paper's further studies (``phases/studies``), each off (null) unless its section is given.
+
+    Not part of the run directory's identity (``phases.keys.NOT_IDENTITY``): a study only adds artifacts,
+    and its settings enter the keys of its own artifacts alone.
+    """
+
+    ensemble: EnsembleStudyConfig | None = None
+    early_matching: EarlyMatchingStudyConfig | None = None
+    imp_barriers: ImpBarriersStudyConfig | None = None
 
 
 @dataclass
@@ -117,6 +175,10 @@ class Config:
     mlp_hidden: list[int] = field(default_factory=lambda: [512, 512])
     batchnorm: bool = False  # VGG11 only: the paper's VGG11 has no BatchNorm
     init_weights: bool = False  # VGG11 only: kaiming init instead of PyTorch's default
+    # A plug-in model_type ("package.module:ClassName") is built with these keyword arguments.
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Name patterns of weights IMP leaves dense (a dotted name component such as `downsample`, or a glob).
+    prune_exclude: list[str] | None = None
     dataset: str = "cifar10"
     dataset_root: str | dict[str, str] = "datasets"
     download: bool = False
@@ -140,12 +202,15 @@ class Config:
     rewind_convention: str = "epochs"
     save_path: str = "runs"
     seed: int = 0
-    project: str | None = None  # wandb project of the original code; recorded, not used
+    project: str | None = None  # wandb project (as in the original code); used when `tracking` has wandb
     entity: str | None = None
+    # Experiment-tracking backends that mirror metrics.jsonl (TRACKING_BACKENDS); none by default. Changes no result.
+    tracking: list[str] = field(default_factory=list)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
+    studies: StudiesConfig = field(default_factory=StudiesConfig)
 
     @property
     def data_root(self) -> Path:
@@ -189,6 +254,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted where floats are."""
+    if tp is Any:
+        return _plain_value(value, where)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -246,6 +313,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _plain_value(value: Any, where: str) -> Any:
+    """A free-form YAML value (``model_kwargs``): numbers (finite), strings, booleans, null, lists, mappings."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return _coerce(value, float, where)
+    if isinstance(value, list):
+        return [_plain_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain_value(v, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{where}: expected a number, string, boolean, list or mapping, got {value!r}")
+
+
 def _unknown_key(cls: type, key: Any, where: str) -> ConfigError:
     """The error for ``key`` not being a field of the section ``cls`` (at ``where``), with a "did you mean"."""
     fields = sorted(f.name for f in dataclasses.fields(cls))
@@ -263,6 +343,17 @@ def _require_mapping(raw: Any, where: str) -> None:
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
 
 
+def _section_type(tp: Any) -> type | None:
+    """The section dataclass of a field typed ``Section`` or ``Section | None`` (an optional section), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         raw = {}
@@ -275,8 +366,10 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if key not in fields:
             raise _unknown_key(cls, key, where)
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, path)
+        section = _section_type(tp)
+        if section is not None:
+            # An optional section written as null stays off; a required one written empty means its defaults.
+            kwargs[key] = None if value is None and section is not tp else _build(section, value, path)
         else:
             kwargs[key] = _coerce(value, tp, path)
     return cls(**kwargs)
@@ -286,12 +379,7 @@ def _check(cfg: Config, *, check_data: bool) -> None:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
 
-    try:
-        canonical_model_type(cfg.model_type)
-    except ValueError:
-        near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1, cutoff=0.4)
-        fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(MODEL_TYPES)}"
-             + (f" (did you mean {near[0]!r}?)" if near else ""))
+    _check_model(cfg, fail)
     if cfg.dataset not in DATASETS:
         near = difflib.get_close_matches(cfg.dataset, list(DATASETS), n=1, cutoff=0.4)
         fail(f"dataset: unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}"
@@ -302,6 +390,7 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         "pruning.prune_epochs": cfg.pruning.prune_epochs, "matching.num_batches": cfg.matching.num_batches,
         "matching.max_iter": cfg.matching.max_iter,
         "matching.interpolation_batches": cfg.matching.interpolation_batches,
+        "sparse.rescale_bn_batches": cfg.sparse.rescale_bn_batches,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -356,8 +445,9 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"matching.alphas: must include 0, 0.5 and 1 (the end points and the midpoint), "
              f"got {cfg.matching.alphas}")
     for run in cfg.sparse.runs:
-        if run not in SPARSE_RUNS:
-            fail(f"sparse.runs: unknown run {run!r}; choose from {', '.join(SPARSE_RUNS)}")
+        if run.removesuffix(RESCALED) not in SPARSE_RUNS:
+            fail(f"sparse.runs: unknown run {run!r}; choose from {', '.join(SPARSE_RUNS)}, each optionally "
+                 f"with {RESCALED!r} (rescaled initialization)")
     if cfg.rewind_convention not in REWIND_CONVENTIONS:
         fail(f"rewind_convention: must be one of {', '.join(REWIND_CONVENTIONS)}, got {cfg.rewind_convention!r}")
     if len(set(cfg.rewind_points)) != len(cfg.rewind_points):
@@ -374,6 +464,15 @@ def _check(cfg: Config, *, check_data: bool) -> None:
             fail(f"rewind_points: rewind point {k} is past the end of training "
                  f"(epochs={cfg.epochs}, model_b_epochs={cfg.b_epochs}, "
                  f"sparse_epochs={cfg.total_sparse_epochs}){meaning}")
+    mf = cfg.pruning.mask_from
+    if mf is not None:
+        if not mf.config:
+            fail("pruning.mask_from.config: required: the path of the config whose IMP mask this one takes")
+        if not Path(_expand(mf.config)).is_file():
+            fail(f"pruning.mask_from.config: {mf.config!r} not found (a relative path is relative to the folder of "
+                 "the config file that names it)")
+        if mf.seed is not None and mf.seed < 0:
+            fail(f"pruning.mask_from.seed: must be >= 0 (or null for this run's seed), got {mf.seed}")
     rw = cfg.pruning.rewind_epoch
     if rw is not None and not 0 <= rw < cfg.epochs:
         fail(f"pruning.rewind_epoch: must be in [0, epochs={cfg.epochs}), got {rw}")
@@ -382,13 +481,71 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"dataset_root: no entry for dataset {cfg.dataset!r} (has {have})")
     if not (cfg.device in ("cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", cfg.device)):
         fail(f"device: must be cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    for backend in cfg.tracking:
+        if backend not in TRACKING_BACKENDS:
+            fail(f"tracking: unknown backend {backend!r}; choose from {', '.join(TRACKING_BACKENDS)}")
+    if len(set(cfg.tracking)) != len(cfg.tracking):
+        fail(f"tracking: duplicates in {cfg.tracking}")
     if cfg.precision not in PRECISIONS:
         fail(f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    _check_studies(cfg, fail)
     if check_data and not cfg.download:
         root = cfg.data_root
         fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
         if not root.exists() and not fallback:
             fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
+
+
+def _check_studies(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """Ranges of the ``studies.<name>`` sections that are given (each study adds its own checks here)."""
+    ens = cfg.studies.ensemble
+    if ens is not None:
+        if ens.members < 2:
+            fail(f"studies.ensemble.members: an ensemble needs at least 2 members, got {ens.members}")
+        k = ens.rewind
+        if k is not None and (k < 0 or cfg.checkpoint_epoch(k) > min(cfg.epochs, cfg.b_epochs)
+                              or k >= cfg.total_sparse_epochs):
+            fail(f"studies.ensemble.rewind: {k} is not a rewind point within training (epochs={cfg.epochs}, "
+                 f"model_b_epochs={cfg.b_epochs}, sparse_epochs={cfg.total_sparse_epochs})")
+    early = cfg.studies.early_matching
+    if early is not None:
+        if not early.epochs:
+            fail("studies.early_matching.epochs: give at least one epoch i of dense B to match at")
+        if len(set(early.epochs)) != len(early.epochs):
+            fail(f"studies.early_matching.epochs: duplicates in {early.epochs}")
+        for i in early.epochs:
+            if i < 0 or cfg.checkpoint_epoch(i) > cfg.b_epochs:
+                fail(f"studies.early_matching.epochs: {i} is not an epoch of dense B (model_b_epochs={cfg.b_epochs}, "
+                     f"rewind_convention: {cfg.rewind_convention})")
+    bar = cfg.studies.imp_barriers
+    if bar is not None:
+        if not bar.repair or len(set(bar.repair)) != len(bar.repair):
+            fail(f"studies.imp_barriers.repair: a non-empty list of distinct true/false, got {bar.repair}")
+        if bar.alphas is not None and (any(not 0.0 <= a <= 1.0 for a in bar.alphas)
+                                       or not {0.0, 1.0} <= set(bar.alphas)):
+            fail(f"studies.imp_barriers.alphas: numbers in [0, 1] including 0 and 1, got {bar.alphas}")
+
+
+def _check_model(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """model_type (a built-in name, or a plug-in class that must import), model_kwargs, prune_exclude."""
+    if is_plugin(cfg.model_type):
+        try:
+            resolve_plugin(cfg.model_type)
+        except ValueError as err:
+            fail(str(err))
+        if cfg.width_multiplier != 1:
+            fail(f"width_multiplier: applies to the built-in models; give {cfg.model_type}'s size in model_kwargs")
+    else:
+        try:
+            canonical_model_type(cfg.model_type)
+        except ValueError:
+            near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1, cutoff=0.4)
+            fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(MODEL_TYPES)} or a "
+                 "class of your own as 'package.module:ClassName'" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        if cfg.model_kwargs:
+            fail("model_kwargs: applies to a model_type of your own ('package.module:ClassName') only")
+    if cfg.prune_exclude is not None and (not cfg.prune_exclude or any(not p for p in cfg.prune_exclude)):
+        fail(f"prune_exclude: must be a non-empty list of non-empty name patterns (or null), got {cfg.prune_exclude}")
 
 
 def _check_schedules(cfg: Config, fail: typing.Callable[[str], None]) -> None:
@@ -450,8 +607,8 @@ def validate_setting(key: str, value: Any) -> None:
         if part not in hints:
             raise _unknown_key(cls, part, where)
         tp, where = hints[part], _join(where, part)
-        if dataclasses.is_dataclass(tp):
-            cls = tp
+        if _section_type(tp) is not None:
+            cls = _section_type(tp)
             continue
         if _accepts_mapping(tp):  # dataset_root.cifar10: the rest of the path is a key of that mapping
             nested: Any = value
@@ -480,7 +637,21 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if raw is None:
         raise ConfigError(f"{path}: the config is empty")
     _require_mapping(raw, "")
+    _resolve_mask_source(raw, path.parent)
     return raw
+
+
+def _resolve_mask_source(raw: dict[str, Any], folder: Path) -> None:
+    """``pruning.mask_from.config`` made absolute against the folder of the file that names it.
+
+    Unlike ``dataset_root`` and ``save_path`` (working-directory relative, as the original code had them), it
+    names a sibling config, which must be found wherever the command runs from (a sweep job, another folder).
+    """
+    source = (raw.get("pruning") or {}).get("mask_from") if isinstance(raw.get("pruning"), dict) else None
+    if isinstance(source, dict) and isinstance(source.get("config"), str) and source["config"]:
+        path = Path(_expand(source["config"]))
+        if not path.is_absolute():
+            source["config"] = str((folder / path).resolve())
 
 
 def load_config(path: str | os.PathLike, *, check_data: bool = True) -> Config:

@@ -1,0 +1,263 @@
+"""Ensembles and diversity: the paper's Table 1 (§4.2, App. C), ``--study ensemble``.
+
+One dense A (init w1, IMP mask M1) of run seed s and M members; member i's seed is s + i:
+
+    IMP_i       the IMP solution of seed s + i (its dense A and IMP: the main artifacts of run seed s + i)
+    LTH_i       W_A(k) ⊙ M1, trained on data order i
+    naive_i     W_B_i(k) ⊙ M1,        B_i = dense B of seed s + i
+    permuted_i  W_B_i(k) ⊙ pi_i(M1),  pi_i matching A to B_i
+
+and the dense row: the dense A of each member seed. Member 0 *is* the main
+experiment of seed s: its artifacts' keys are the main ones (A, B, IMP, pi,
+pi(M_A), and the lth / naive / permuted runs at k), so nothing is trained twice.
+Members i >= 1 reuse the main artifacts of run seed s + i (its dense A, B and
+IMP), so a sweep over seeds s..s+M-1 has made most of them already; their
+sparse runs are keyed by ``data_order = i`` besides their weights and masks.
+(Neighbouring run seeds' studies share members: average their tables over seeds
+knowing that.) Test-set softmax outputs are computed in the report, from the
+finished models; nothing is retrained for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.diversity import ensemble_metrics
+from phases import graph
+from phases.context import RunContext
+from phases.dense import ensure_checkpoint, ensure_dense, epochs_needed_for
+from phases.imp_step import ensure_imp
+from phases.keys import PermutedMaskSettings, as_key, match_settings, sparse_settings
+from phases.match_step import make_permutation, make_permuted_mask
+from phases.sparse_step import make_sparse
+from phases.studies import Need, for_seed, register, study_settings, write_report
+from utils.artifacts import Artifact
+from utils.config import Config, ConfigError, EnsembleStudyConfig
+from utils.errors import UserError
+
+NAME = "ensemble"
+RUNS = ("lth", "naive", "permuted")
+# Rows in the paper's order, under the paper's names.
+GROUPS = {"dense": "none (dense)", "imp": "IMP", "lth": "LTH", "permuted": "permuted", "naive": "naive"}
+METRICS = ("mean_accuracy", "std_accuracy", "ensemble_accuracy", "disagreement", "kl", "js")
+
+
+def settings(cfg: Config) -> EnsembleStudyConfig:
+    """``studies.ensemble``, or its defaults (5 members, the first rewind point) when the section is absent."""
+    return study_settings(cfg, NAME, EnsembleStudyConfig)
+
+
+def rewind(cfg: Config) -> int:
+    k = settings(cfg).rewind
+    return cfg.rewind_points[0] if k is None else k
+
+
+def member_seed(seed: int, i: int) -> int:
+    return seed + i
+
+
+# ------------------------------------------------------------------ the study's graph
+
+
+def member_permutation(cfg: Config, seed: int, i: int) -> Artifact:
+    """pi_i: A (of seed s) matched to B_i; for i = 0 the main permutation."""
+    return Artifact(cfg.save_path, "perm", as_key(match_settings(cfg)),
+                    {"dense_a": graph.dense(cfg, seed, "A"), "dense_b": graph.dense(cfg, member_seed(seed, i), "B")})
+
+
+def member_permuted_mask(cfg: Config, seed: int, i: int) -> Artifact:
+    """pi_i(M1); for i = 0 the main permuted mask."""
+    return Artifact(cfg.save_path, "pmask", as_key(PermutedMaskSettings()),
+                    {"perm": member_permutation(cfg, seed, i), "imp": graph.imp(cfg, seed)})
+
+
+def member_sparse(cfg: Config, seed: int, i: int, run: str, k: int) -> Artifact:
+    """Member i's ``run`` at k; for i = 0 exactly ``graph.sparse(cfg, seed, k, run)``."""
+    role, mask = graph.SOURCES[run]
+    own = sparse_settings(cfg, k, run)
+    if i:
+        own = dataclasses.replace(own, data_order=i)
+    weights = graph.dense(cfg, seed if role == "A" else member_seed(seed, i), role)
+    mask_art = member_permuted_mask(cfg, seed, i) if mask == "permuted_mask" else graph.imp(cfg, seed)
+    return Artifact(cfg.save_path, "sparse", as_key(own), {"weights": weights, "mask": mask_art})
+
+
+def members(cfg: Config, seed: int) -> dict[str, list[tuple[Artifact, str]]]:
+    """group -> each member's (artifact, file holding its final model), in member order."""
+    m, k = settings(cfg).members, rewind(cfg)
+    out: dict[str, list[tuple[Artifact, str]]] = {
+        "dense": [(graph.dense(cfg, member_seed(seed, i), "A"), "final.safetensors") for i in range(m)],
+        "imp": [(graph.imp(cfg, member_seed(seed, i)), "model.safetensors") for i in range(m)],
+    }
+    for run in RUNS:
+        out[run] = [(member_sparse(cfg, seed, i, run, k), "final.safetensors") for i in range(m)]
+    return {group: out[group] for group in GROUPS}  # the paper's row order
+
+
+def _imp_epochs(cfg: Config) -> int:
+    """Fine-tuning epochs of one IMP to the target (for the sweep's plan)."""
+    from models import build_model
+    from pruning.imp import PruningStalled, planned_counts
+
+    p = cfg.pruning
+    model = build_model(cfg)
+    total = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
+    try:
+        rounds = len(planned_counts(total, p.sparsity, p.prune_perc, p.tolerance_for(cfg.model_type), p.prune_epochs))
+    except PruningStalled:
+        rounds = 0  # the IMP step itself stops with the error that explains it
+    return rounds * p.train_epochs_per_prune
+
+
+def needs(cfg: Config, seed: int) -> list[Need]:
+    s, k = settings(cfg), rewind(cfg)
+    transfer = getattr(cfg.pruning, "mask_from", None)
+    if transfer is not None and transfer.seed is not None:
+        # Every member seed would map to the one source seed: the IMP and dense rows would be one model M times.
+        raise ConfigError("studies.ensemble: pruning.mask_from.seed fixes one source seed, so every member would "
+                          "share one IMP solution; leave it null (each member seed takes its own source seed)")
+    points = sorted({*cfg.rewind_points, k})  # a member seed's dense models keep what its own main run needs
+    imp_epochs = _imp_epochs(cfg)
+    out: list[Need] = []
+    for i in range(s.members):
+        sd = member_seed(seed, i)
+        dense = {role: graph.dense(cfg, sd, role) for role in ("A", "B")}
+        for role, epochs in (("A", cfg.epochs), ("B", cfg.b_epochs)):
+            out.append(Need(dense[role], "dense", f"member {i} dense {role} (seed {sd})",
+                            {"member_seed": sd, "role": role,
+                             "epochs_needed": list(epochs_needed_for(cfg, role, points))}, [], epochs))
+        out.append(Need(graph.imp(cfg, sd), "imp", f"member {i} IMP (seed {sd})", {"member_seed": sd},
+                        [dense["A"]], imp_epochs))
+        perm = member_permutation(cfg, seed, i)
+        out.append(Need(perm, "perm", f"member {i} pi_{i}", {"member": i}, [graph.dense(cfg, seed, "A"), dense["B"]]))
+        out.append(Need(member_permuted_mask(cfg, seed, i), "pmask", f"member {i} pi_{i}(M1)", {"member": i},
+                        [perm, graph.imp(cfg, seed)]))
+        for run in RUNS:
+            art = member_sparse(cfg, seed, i, run, k)
+            out.append(Need(art, "sparse", f"member {i} {run} k={k}", {"member": i, "run": run, "k": k},
+                            [art.parents["weights"], art.parents["mask"]], cfg.total_sparse_epochs - k))
+    return out
+
+
+# ------------------------------------------------------------------ steps
+
+
+def step_dense(ctx: RunContext, args: dict[str, Any]) -> Artifact:
+    return ensure_dense(for_seed(ctx, args["member_seed"]), args["role"], tuple(args["epochs_needed"]))
+
+
+def step_imp(ctx: RunContext, args: dict[str, Any]) -> Artifact:
+    return ensure_imp(for_seed(ctx, args["member_seed"]))
+
+
+def step_perm(ctx: RunContext, args: dict[str, Any]) -> Artifact:
+    i = args["member"]
+    return member_permutation(ctx.cfg, ctx.seed, i).make_once(lambda a: make_permutation(ctx, a),
+                                                              f"[ensemble member {i} match]")
+
+
+def step_pmask(ctx: RunContext, args: dict[str, Any]) -> Artifact:
+    i = args["member"]
+    return member_permuted_mask(ctx.cfg, ctx.seed, i).make_once(lambda a: make_permuted_mask(ctx, a),
+                                                                f"[ensemble member {i} pmask]")
+
+
+def step_sparse(ctx: RunContext, args: dict[str, Any]) -> Artifact:
+    i, run, k = args["member"], args["run"], args["k"]
+    art = member_sparse(ctx.cfg, ctx.seed, i, run, k)
+    if not art.complete:  # the weights' dense model gets k's checkpoint if it lacks it
+        role = graph.SOURCES[run][0]
+        owner = ctx.seed if role == "A" else member_seed(ctx.seed, i)
+        ensure_checkpoint(for_seed(ctx, owner), role, ctx.cfg.checkpoint_epoch(k))
+    # make_sparse takes weights and mask from the artifact's parents, the data order from its settings.
+    return art.make_once(lambda a: make_sparse(ctx, a, k, run), f"[ensemble member {i} {run} k={k}]")
+
+
+STEPS = {"dense": step_dense, "imp": step_imp, "perm": step_perm, "pmask": step_pmask, "sparse": step_sparse}
+
+
+# ------------------------------------------------------------------ report
+
+
+@torch.no_grad()
+def test_probabilities(ctx: RunContext, art: Artifact, filename: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax outputs [N, C] (float64, on the CPU) of the model in ``art``/``filename`` on the test set, and labels."""
+    model = ctx.load_model(art, filename)
+    model.eval()
+    probs, labels = [], []
+    for x, y in ctx.data.test_batches():
+        probs.append(torch.softmax(model(x).double(), dim=1).cpu())
+        labels.append(y.cpu())
+    return torch.cat(probs), torch.cat(labels)
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def table_text(header: str, rows: list[dict[str, Any]], m: int) -> str:
+    """The paper's Table 1 layout: dense first (accuracy only), then IMP, LTH, permuted, naive."""
+    head = ["Mask", f"Test acc. (mean±std, {m} models)", "Ensemble acc.", "Disagreement", "KL", "JS"]
+    lines = []
+    for row in rows:
+        acc = f"{row['mean_accuracy']:.2f}±{row['std_accuracy']:.3f}"
+        if row["group"] == "dense":
+            lines.append([row["mask"], acc, "–", "–", "–", "–"])
+        else:
+            lines.append([row["mask"], acc, f"{row['ensemble_accuracy']:.2f}", fmt(row["disagreement"]),
+                          fmt(row["kl"]), fmt(row["js"])])
+    widths = [max(len(r[c]) for r in [head, *lines]) for c in range(len(head))]
+    out = [header, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in lines]
+    return "\n".join(out) + "\n"
+
+
+def report(ctx: RunContext) -> Path:
+    cfg, seed = ctx.cfg, ctx.seed
+    s, k = settings(cfg), rewind(cfg)
+    groups = members(cfg, seed)
+    missing = [art.dir for arts in groups.values() for art, _ in arts if not art.complete]
+    if missing:
+        raise UserError(f"ensemble study: {len(missing)} member artifact(s) not made yet (e.g. {missing[0]}); "
+                        f"run: {ctx.command.replace('-pretrain True', '--study ensemble')}")
+    rows, accuracies = [], {}
+    labels = None
+    for group, arts in groups.items():
+        probs = []
+        for art, filename in arts:
+            p, y = test_probabilities(ctx, art, filename)
+            if labels is not None and not torch.equal(labels, y):
+                raise RuntimeError("the test set came back in another order: the ensemble needs the same points")
+            labels = y
+            probs.append(p)
+        metrics = ensemble_metrics(probs, labels)
+        accuracies[group] = [float((p.argmax(dim=1) == labels).double().mean() * 100) for p in probs]
+        rows.append({"group": group, "mask": GROUPS[group], "members": len(arts),
+                     **{m: metrics[m] for m in METRICS}})
+    imp_result = graph.imp(cfg, seed).result()
+    header = (f"Ensembles and diversity (the paper's Table 1): {ctx.label} seed {seed}, {s.members} members "
+              f"(seeds {seed}..{member_seed(seed, s.members - 1)}), IMP sparsity "
+              f"{100 * imp_result['sparsity']:.1f}%, rewind k={k}, {len(labels)} test points")
+    extra = {"members": s.members, "rewind": k, "member_seeds": [member_seed(seed, i) for i in range(s.members)],
+             "sparsity": imp_result["sparsity"], "test_points": len(labels), "member_accuracies": accuracies,
+             "artifacts": {g: [str(a.dir) for a, _ in arts] for g, arts in groups.items()}}
+    return write_report(ctx, NAME, rows, ["group", "mask"], table_text(header, rows, s.members), extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleStudy:
+    name: str = NAME
+    STEPS: dict = dataclasses.field(default_factory=lambda: STEPS)
+
+    def needs(self, cfg: Config, seed: int) -> list[Need]:
+        return needs(cfg, seed)
+
+    def report(self, ctx: RunContext) -> Path:
+        return report(ctx)
+
+
+register(EnsembleStudy())
