@@ -152,24 +152,40 @@ def resolve_plugin(path: str) -> type:
     return cls
 
 
+def plugin_arguments(path: str, model_kwargs: Mapping[str, Any], *, in_channels: int,
+                     num_classes: int) -> dict[str, Any]:
+    """The keyword arguments a plug-in class is built with: ``model_kwargs`` plus the dataset's input
+    channels and class count under the constructor's own names for them. ValueError (one line) when
+    they do not fit its signature, or ``model_kwargs`` gives a count the dataset contradicts."""
+    cls = resolve_plugin(path)
+    kwargs = dict(model_kwargs)
+    signature = inspect.signature(cls)
+    for names, value in ((INPUT_CHANNEL_PARAMS, in_channels), (CLASS_COUNT_PARAMS, num_classes)):
+        for name in names:
+            if name not in signature.parameters:
+                continue
+            if name in kwargs and kwargs[name] != value:
+                raise ValueError(f"model_kwargs.{name}: {kwargs[name]!r}, but the dataset has {value}; "
+                                 "leave it out (it is passed from the dataset)")
+            kwargs[name] = value
+    try:
+        signature.bind(**kwargs)
+    except TypeError as err:
+        params = ", ".join(signature.parameters)
+        raise ValueError(f"model_kwargs: {cls.__name__}({params}) does not take them: {err}") from None
+    return kwargs
+
+
 def _plugin_builder(path: str) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, image_size: int, width: int,
               model_kwargs: Mapping[str, Any]) -> nn.Module:
+        kwargs = plugin_arguments(path, model_kwargs, in_channels=in_channels, num_classes=num_classes)
         cls = resolve_plugin(path)
-        kwargs = dict(model_kwargs)
-        params = inspect.signature(cls).parameters
-        for names, value in ((INPUT_CHANNEL_PARAMS, in_channels), (CLASS_COUNT_PARAMS, num_classes)):
-            for name in names:
-                if name not in params:
-                    continue
-                if name in kwargs and kwargs[name] != value:
-                    raise ValueError(f"model_kwargs.{name}: {kwargs[name]!r}, but the dataset has {value}; "
-                                     "leave it out (it is passed from the dataset)")
-                kwargs[name] = value
         try:
             return cls(**kwargs)
-        except TypeError as err:
-            raise ValueError(f"model_type {path!r}: cannot build {cls.__name__}(**model_kwargs): {err}") from None
+        except Exception as err:  # noqa: BLE001 - the user's constructor: one line naming it, not a traceback
+            raise ValueError(f"model_type {path!r}: {cls.__name__}(**model_kwargs) failed: "
+                             f"{type(err).__name__}: {err}") from None
 
     return build
 

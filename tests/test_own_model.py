@@ -118,6 +118,8 @@ def test_a_plugin_gets_the_dataset_shape_its_own_spec_when_it_has_one_and_every_
     ({"width_multiplier": 2}, "width_multiplier: applies to the built-in models"),
     ({"model_kwargs": {"width": float("nan")}}, "model_kwargs.width: must be a finite number"),
     ({"prune_exclude": []}, "prune_exclude: must be a non-empty list"),
+    ({"model_kwargs": {"depth": 3}}, "does not take them: got an unexpected keyword argument 'depth'"),
+    ({"model_kwargs": {"num_classes": 7}}, "model_kwargs.num_classes: 7, but the dataset has 10"),
     ({"model_type": "ResNett"}, "or a class of your own as 'package.module:ClassName'"),
 ])
 def test_config_mistakes_about_an_own_model_are_one_line(tmp_path, over, message):
@@ -128,8 +130,7 @@ def test_config_mistakes_about_an_own_model_are_one_line(tmp_path, over, message
 
 
 @pytest.mark.parametrize("kw,message", [
-    ({"model_kwargs": {"depth": 3}}, "cannot build MyCNN(**model_kwargs)"),
-    ({"model_kwargs": {"num_classes": 7}}, "model_kwargs.num_classes: 7, but the dataset has 10"),
+    ({"model_kwargs": {"width": "wide"}}, "MyCNN(**model_kwargs) failed: TypeError"),
     ({"prune_exclude": ["downsample"]}, "prune_exclude: 'downsample' matches none of the prunable weights"),
     ({"prune_exclude": ["*"]}, "excludes every prunable weight"),
 ])

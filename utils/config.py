@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from data.info import DATASETS
-from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, resolve_plugin, tolerance_field
+from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, plugin_arguments, tolerance_field
 from utils.errors import UserError
 
 MATCHING_METHODS = ("activation", "weight")
@@ -529,8 +529,10 @@ def _check_studies(cfg: Config, fail: typing.Callable[[str], None]) -> None:
 def _check_model(cfg: Config, fail: typing.Callable[[str], None]) -> None:
     """model_type (a built-in name, or a plug-in class that must import), model_kwargs, prune_exclude."""
     if is_plugin(cfg.model_type):
-        try:
-            resolve_plugin(cfg.model_type)
+        info = DATASETS.get(cfg.dataset)
+        try:  # imports the class and checks model_kwargs against its signature, building nothing
+            plugin_arguments(cfg.model_type, cfg.model_kwargs, in_channels=info.in_channels if info else 1,
+                             num_classes=info.num_classes if info else 1)
         except ValueError as err:
             fail(str(err))
         if cfg.width_multiplier != 1:
