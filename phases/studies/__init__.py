@@ -174,16 +174,41 @@ def ensure_main_deps(ctx: RunContext, study: str, need: Need, needs: list[Need])
     from phases.results import write_run_dir
 
     made = {n.artifact.name for n in needs}
-    missing = [d for d in need.deps if d.name not in made and not d.complete]
+    missing = incomplete_ancestry(need.deps, skip=made)
     if not missing:
         return
     ks = {n.args["k"] for n in needs if isinstance(n.args.get("k"), int)}  # a study's own rewind points
     makers = main_makers(ctx, sorted({*ctx.cfg.rewind_points, *ks}))
+    direct = {d.name for d in need.deps}
     for dep in missing:
+        if dep.name not in makers and dep.name not in direct:
+            continue  # an ancestor its child's maker makes (the IMP round chain: ensure_imp)
         if dep.name not in makers:
             raise RuntimeError(f"study {study}: {need.what} depends on {dep.dir}, which nothing makes")
         makers[dep.name]()
         write_run_dir(ctx)
+
+
+def incomplete_ancestry(deps: list[Artifact], skip: set[str]) -> list[Artifact]:
+    """The incomplete artifacts among ``deps`` and their ancestors, parents before children.
+
+    The main experiment's ``ensure_*`` functions make one artifact from complete
+    parents (pi(M_A) does not make pi), so a study depending on pi(M_A) alone
+    needs pi made first. Artifacts named in ``skip`` (the study's own needs) are
+    left to the study, and their ancestry with them.
+    """
+    out: dict[str, Artifact] = {}
+
+    def visit(art: Artifact) -> None:
+        if art.name in out or art.name in skip or art.complete:
+            return
+        for parent in art.parents.values():
+            visit(parent)
+        out[art.name] = art
+
+    for dep in deps:
+        visit(dep)
+    return list(out.values())
 
 
 def run_study(ctx: RunContext, name: str) -> Path:

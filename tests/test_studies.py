@@ -1,0 +1,59 @@
+"""The study framework: a study's needs are made after every main-experiment artifact they rest on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from phases import graph
+from phases.context import RunContext
+from phases.studies import STUDIES, Need, register, run_study, write_report
+from tests.test_pipeline import tiny_config
+from utils.artifacts import Artifact
+from utils.config import config_from_dict
+
+
+class ProbeStudy:
+    """A study with one artifact that rests on pi(M_A) alone: pi, IMP and both dense models are left implicit."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.STEPS = {"make": self.make}
+        self.seen: dict[str, bool] = {}
+
+    def artifact(self, cfg, seed: int) -> Artifact:
+        return Artifact(cfg.save_path, "probe", {"what": "probe"}, {"pmask": graph.permuted_mask(cfg, seed)})
+
+    def needs(self, cfg, seed: int) -> list[Need]:
+        return [Need(self.artifact(cfg, seed), "make", "probe", {}, [graph.permuted_mask(cfg, seed)])]
+
+    def make(self, ctx: RunContext, args: dict[str, Any]) -> Artifact:
+        def body(art: Artifact) -> None:
+            self.seen = {n: a.complete for n, a in graph.phase1_artifacts(ctx.cfg, ctx.seed).items()}
+            art.finish({"ok": True})
+
+        return self.artifact(ctx.cfg, ctx.seed).make_once(body, "[probe]")
+
+    def report(self, ctx: RunContext) -> Path:
+        return write_report(ctx, self.name, [{"group": "probe", "ok": 1}], ["group"], "probe\n")
+
+
+@pytest.fixture
+def probe():
+    study = register(ProbeStudy())
+    yield study
+    STUDIES.pop(study.name, None)
+
+
+def test_a_study_on_a_fresh_save_path_makes_the_ancestry_of_its_dependencies_first(tmp_path, fake_cifar10, probe):
+    cfg = config_from_dict(tiny_config(fake_cifar10, tmp_path / "runs", epochs=1, sparse_epochs=1,
+                                       rewind_points=[0]))
+    ctx = RunContext(cfg=cfg, seed=0, device=torch.device("cpu"), label="probe", command="probe")
+    report = run_study(ctx, "probe")
+    assert report.is_file()
+    # pi(M_A) needs pi and the IMP mask, which need both dense models: all were made before the probe ran.
+    assert all(probe.seen[n] for n in ("dense_A", "dense_B", "imp", "perm", "pmask")), probe.seen
