@@ -246,6 +246,9 @@ def test_results_json_carries_curves_and_rewind_convention(monkeypatch):
         def result(self):
             return self._result
 
+        def manifest(self):
+            return None  # no manifest: results.json's provenance must still list the artifact
+
     arts = {"perm": Finished({"method": "activation", "A_permuted": {"accuracy": 1.0, "loss": 1.0}}),
             "interp": Finished(stored)}
     monkeypatch.setattr(results.graph, "run_artifacts", lambda cfg, seed: arts)
