@@ -59,6 +59,22 @@ class Study(Protocol):
 STUDIES: dict[str, Study] = {}
 
 
+@dataclass(frozen=True)
+class ModuleStudy:
+    """A study made of a module's functions: what each study module registers."""
+
+    name: str
+    STEPS: dict[str, Callable[[RunContext, dict[str, Any]], Artifact]]
+    needs_of: Callable[[Config, int], list[Need]]
+    report_of: Callable[[RunContext], Path]
+
+    def needs(self, cfg: Config, seed: int) -> list[Need]:
+        return self.needs_of(cfg, seed)
+
+    def report(self, ctx: RunContext) -> Path:
+        return self.report_of(ctx)
+
+
 def register(study: Study) -> Study:
     STUDIES[study.name] = study
     return study

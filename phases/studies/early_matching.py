@@ -16,7 +16,6 @@ checkpoints it lacks added, re-trained with the same seed and data order.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from phases.imp_step import ensure_imp
 from phases.keys import as_key, sparse_settings
 from phases.match_step import PERMUTATION, ensure_permutation, ensure_permuted_mask
 from phases.sparse_step import ensure_sparse, make_sparse
-from phases.studies import Need, register, study_settings, write_report
+from phases.studies import ModuleStudy, Need, register, study_settings, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, EarlyMatchingStudyConfig
 from utils.errors import UserError
@@ -205,16 +204,4 @@ def report(ctx: RunContext) -> Path:
                         table_text(header, rows, list(cfg.rewind_points), i_of(cfg, cfg.b_epochs)), extra)
 
 
-@dataclasses.dataclass(frozen=True)
-class EarlyMatchingStudy:
-    name: str = NAME
-    STEPS: dict = dataclasses.field(default_factory=lambda: STEPS)
-
-    def needs(self, cfg: Config, seed: int) -> list[Need]:
-        return needs(cfg, seed)
-
-    def report(self, ctx: RunContext) -> Path:
-        return report(ctx)
-
-
-register(EarlyMatchingStudy())
+register(ModuleStudy(NAME, STEPS, needs, report))

@@ -34,7 +34,7 @@ from phases.imp_step import ensure_imp
 from phases.keys import PermutedMaskSettings, as_key, match_settings, sparse_settings
 from phases.match_step import make_permutation, make_permuted_mask
 from phases.sparse_step import make_sparse
-from phases.studies import Need, for_seed, register, study_settings, write_report
+from phases.studies import ModuleStudy, Need, for_seed, register, study_settings, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, ConfigError, EnsembleStudyConfig
 from utils.errors import UserError
@@ -248,16 +248,4 @@ def report(ctx: RunContext) -> Path:
     return write_report(ctx, NAME, rows, ["group", "mask"], table_text(header, rows, s.members), extra)
 
 
-@dataclasses.dataclass(frozen=True)
-class EnsembleStudy:
-    name: str = NAME
-    STEPS: dict = dataclasses.field(default_factory=lambda: STEPS)
-
-    def needs(self, cfg: Config, seed: int) -> list[Need]:
-        return needs(cfg, seed)
-
-    def report(self, ctx: RunContext) -> Path:
-        return report(ctx)
-
-
-register(EnsembleStudy())
+register(ModuleStudy(NAME, STEPS, needs, report))

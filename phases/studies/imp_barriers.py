@@ -29,7 +29,7 @@ from phases.context import RunContext
 from phases.dense import ensure_dense, epochs_needed_for
 from phases.imp_step import MASK_PREFIX, ensure_imp, round_file
 from phases.keys import as_key
-from phases.studies import Need, register, study_dir, study_settings, write_report
+from phases.studies import ModuleStudy, Need, register, study_dir, study_settings, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, ImpBarriersStudyConfig
 from utils.errors import UserError
@@ -169,16 +169,4 @@ def report(ctx: RunContext) -> Path:
     return write_report(ctx, NAME, rows, ["round", "repair"], table_text(header, rows, repairs), extra)
 
 
-@dataclasses.dataclass(frozen=True)
-class ImpBarriersStudy:
-    name: str = NAME
-    STEPS: dict = dataclasses.field(default_factory=lambda: STEPS)
-
-    def needs(self, cfg: Config, seed: int) -> list[Need]:
-        return needs(cfg, seed)
-
-    def report(self, ctx: RunContext) -> Path:
-        return report(ctx)
-
-
-register(ImpBarriersStudy())
+register(ModuleStudy(NAME, STEPS, needs, report))

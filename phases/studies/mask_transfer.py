@@ -28,7 +28,7 @@ from phases.imp_step import ensure_imp
 from phases.mask_source import source_config
 from phases.match_step import ensure_permutation, ensure_permuted_mask
 from phases.sparse_step import ensure_sparse
-from phases.studies import Need, register, write_report
+from phases.studies import ModuleStudy, Need, register, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, ConfigError
 
@@ -146,16 +146,4 @@ def table_text(header: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@dataclasses.dataclass(frozen=True)
-class MaskTransferStudy:
-    name: str = NAME
-    STEPS: dict = dataclasses.field(default_factory=lambda: STEPS)
-
-    def needs(self, cfg: Config, seed: int) -> list[Need]:
-        return needs(cfg, seed)
-
-    def report(self, ctx: RunContext) -> Path:
-        return report(ctx)
-
-
-register(MaskTransferStudy())
+register(ModuleStudy(NAME, STEPS, needs, report))
