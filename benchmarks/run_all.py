@@ -45,6 +45,16 @@ def machine_table(m: dict[str, Any]) -> str:
     return md_table(["", ""], rows)
 
 
+HAND_MARKER = "<!-- Measured by hand below this line"
+
+
+def kept_sections(path: Path) -> str:
+    """What follows the hand-measured marker in the current file (multi-seed studies no script reruns), or ""."""
+    text = path.read_text() if path.is_file() else ""
+    at = text.find(HAND_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""
+
+
 def results_markdown(m: dict[str, Any], sections: list[Section], command: str, seconds: float,
                      load_after: list[float] | None = None) -> str:
     checks = [c for s in sections for c in s["checks"]]
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(m, sections, command, seconds, list(os.getloadavg()))
     if failed:
         text += "\n## Failed\n\n" + "\n".join(f"- {n}: no results (see the console output)" for n in failed) + "\n"
-    Path(args.out).write_text(text)
+    Path(args.out).write_text(text + kept_sections(Path(args.out)))
     print(f"\nwrote {args.out} ({seconds / 60:.1f} min)")
     return 1 if failed else 0
 

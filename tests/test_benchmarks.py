@@ -94,3 +94,8 @@ def test_run_all_writes_results(tmp_path):
     assert run_all.main(["--tiny", "--only", "bench_paper_table", "--out", str(out)]) == 0
     text = out.read_text()
     assert "## Every figure against its target" in text and "ResNet20x1" in text
+    # Sections measured by hand (below the marker) survive a rewrite; the generated part is replaced.
+    out.write_text(text.replace("ResNet20x1", "STALE") + f"\n{run_all.HAND_MARKER} -->\n\n## 9. By hand\n")
+    assert run_all.main(["--tiny", "--only", "bench_paper_table", "--out", str(out)]) == 0
+    again = out.read_text()
+    assert "STALE" not in again and again.count("## 9. By hand") == 1 and again.count(run_all.HAND_MARKER) == 1
