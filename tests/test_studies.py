@@ -57,3 +57,19 @@ def test_a_study_on_a_fresh_save_path_makes_the_ancestry_of_its_dependencies_fir
     assert report.is_file()
     # pi(M_A) needs pi and the IMP mask, which need both dense models: all were made before the probe ran.
     assert all(probe.seen[n] for n in ("dense_A", "dense_B", "imp", "perm", "pmask")), probe.seen
+
+
+def test_a_study_table_reaches_tensorboard_when_the_config_tracks(tmp_path, fake_cifar10, probe):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tracking import close_all
+
+    cfg = config_from_dict(tiny_config(fake_cifar10, tmp_path / "runs", epochs=1, sparse_epochs=1,
+                                       rewind_points=[0], tracking=["tensorboard"]))
+    ctx = RunContext(cfg=cfg, seed=0, device=torch.device("cpu"), label="probe", command="probe")
+    run_study(ctx, "probe")
+    close_all()
+    events = EventAccumulator(str(ctx.run_dir / "tensorboard" / "results"))
+    events.Reload()
+    text = events.Tensors("tables/study_probe/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert text.splitlines() == ["| group | ok |", "|---|---|", "| probe | 1 |"]

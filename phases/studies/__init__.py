@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from phases.context import RunContext
+from tracking import log_table
 from utils.artifacts import Artifact
 from utils.config import Config, ConfigError
 from utils.errors import UserError
@@ -133,6 +134,7 @@ def write_report(ctx: RunContext, name: str, rows: list[dict[str, Any]], key: li
     atomic_write_text(folder / f"{name}.txt", text if text.endswith("\n") else text + "\n")
     path = folder / f"{name}.json"
     atomic_write_json(path, {"study": name, "seed": ctx.seed, "key": key, "rows": rows, **(extra or {})})
+    log_table(ctx, f"study_{name}", rows)  # to wandb / TensorBoard when the config tracks
     return path
 
 
