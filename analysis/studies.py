@@ -70,9 +70,18 @@ def markdown(label: str, name: str, rows: list[dict[str, Any]]) -> str:
         cells = [str(r.get(k, "")) for k in keys] + [str(r["seeds"])]
         for col in numbers:
             m, s = r.get(f"{col}_mean"), r.get(f"{col}_std")
-            cells.append("–" if m is None else f"{m:.3f} ± {s:.3f}" if r["seeds"] > 1 else f"{m:.3f}")
+            cells.append(_cell(m, s, r["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(mean: float | None, std: float | None, seeds: int) -> str:
+    """``mean ± std`` to 3 decimals; a count the same in every seed (members, rounds) as the integer it is."""
+    if mean is None:
+        return "–"
+    if float(mean).is_integer() and not std:
+        return str(int(mean))
+    return f"{mean:.3f} ± {std:.3f}" if seeds > 1 else f"{mean:.3f}"
 
 
 def print_study(save_path: Path, name: str, summary_csv: Path | None = None) -> int:

@@ -73,3 +73,14 @@ def test_a_study_table_reaches_tensorboard_when_the_config_tracks(tmp_path, fake
     events.Reload()
     text = events.Tensors("tables/study_probe/text_summary")[0].tensor_proto.string_val[0].decode()
     assert text.splitlines() == ["| group | ok |", "|---|---|", "| probe | 1 |"]
+
+
+def test_the_cross_seed_study_table_averages_numbers_and_keeps_counts_whole():
+    from analysis.studies import aggregate, markdown
+
+    reports = [{"key": ["group"], "rows": [{"group": "lth", "members": 3, "accuracy": 90.0}]},
+               {"key": ["group"], "rows": [{"group": "lth", "members": 3, "accuracy": 92.0}]}]
+    rows = aggregate(reports)
+    assert rows == [{"group": "lth", "seeds": 2, "members_mean": 3.0, "members_std": 0.0,
+                     "accuracy_mean": 91.0, "accuracy_std": pytest.approx(2 ** 0.5)}]
+    assert markdown("cfg", "ensemble", rows).splitlines()[-1] == "| lth | 2 | 3 | 91.000 ± 1.414 |"
