@@ -35,12 +35,13 @@ def _square(x: int) -> tuple[int, str, str]:
 
 
 class _Counter(submitit.helpers.Checkpointable):
-    """Counts seconds, appending to a log, until it has been requeued once; then a few more and returns.
+    """Counts steps of 0.2 s, appending to a log, until it has been requeued once; then a few more and returns.
 
     Looping until the requeue (instead of for a fixed time) makes the test independent of when,
-    within Slurm's coarse timer, the warning signal arrives."""
+    within Slurm's coarse timer, the warning signal arrives. Short steps: on a loaded machine the job can start
+    only a moment before the signal, and the first run must still finish a step for the resume to show."""
 
-    def __init__(self, log: Path, extra_steps: int = 3, max_steps: int = 150) -> None:
+    def __init__(self, log: Path, extra_steps: int = 3, max_steps: int = 750) -> None:
         self.log = log
         self.extra_steps = extra_steps
         self.max_steps = max_steps
@@ -55,7 +56,7 @@ class _Counter(submitit.helpers.Checkpointable):
         self._write(f"start run={self.runs} restarts={restarts} step={self.state[0]}")
         stop_at = self.state[0] + self.extra_steps if restarts else self.max_steps
         while self.state[0] < stop_at:
-            time.sleep(1)
+            time.sleep(0.2)
             step, total = self.state
             self.state = (step + 1, total + step)
             self._write(f"step {step + 1}")
