@@ -125,8 +125,9 @@ def is_plugin(name: Any) -> bool:
     return isinstance(name, str) and _PLUGIN.fullmatch(name) is not None
 
 
-def resolve_plugin(path: str) -> type:
-    """The class a plug-in path names, imported; ValueError with one line if it is not an importable nn.Module.
+def resolve_plugin(path: str) -> Callable[..., Any]:
+    """What a plug-in path names, imported: an nn.Module class, or a function that builds one (a model zoo's
+    ``torchvision.models:resnet18``); ValueError with one line if it is neither.
 
     The working directory is searched too (after ``sys.path``), so a module of the user's own beside
     their config imports as ``my_model:Net`` however the runner was started.
@@ -147,8 +148,10 @@ def resolve_plugin(path: str) -> type:
         raise ValueError(f"model_type {path!r}: module {module_name!r} has no attribute {class_name!r}")
     from torch import nn
 
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if isinstance(cls, type) and not issubclass(cls, nn.Module):
         raise ValueError(f"model_type {path!r}: {class_name} is not a torch.nn.Module subclass")
+    if not callable(cls):
+        raise ValueError(f"model_type {path!r}: {class_name} is neither a torch.nn.Module class nor a function")
     return cls
 
 
@@ -182,12 +185,42 @@ def _plugin_builder(path: str) -> Callable[..., nn.Module]:
         kwargs = plugin_arguments(path, model_kwargs, in_channels=in_channels, num_classes=num_classes)
         cls = resolve_plugin(path)
         try:
-            return cls(**kwargs)
+            model = cls(**kwargs)
         except Exception as err:  # noqa: BLE001 - the user's constructor: one line naming it, not a traceback
             raise ValueError(f"model_type {path!r}: {cls.__name__}(**model_kwargs) failed: "
                              f"{type(err).__name__}: {err}") from None
+        check_plugin_output(path, model, in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+        return model
 
     return build
+
+
+def check_plugin_output(path: str, model: Any, *, in_channels: int, image_size: int, num_classes: int) -> None:
+    """One forward pass on a zero image: the model must give one logit per class of the dataset.
+
+    A zoo model built without ``num_classes`` (torchvision's default is 1000) would otherwise train
+    quietly with 990 unused outputs, and one with too few would fail deep inside the loss.
+    """
+    import torch
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model_type {path!r} built a {type(model).__name__}, not a torch.nn.Module")
+    was_training = model.training
+    model.eval()  # BatchNorm cannot train on one example
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, in_channels, image_size, image_size))
+    except Exception as err:  # noqa: BLE001 - the user's forward: one line naming the input it was given
+        raise ValueError(f"model_type {path!r}: forward of a {in_channels}x{image_size}x{image_size} image failed: "
+                         f"{type(err).__name__}: {err}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"model_type {path!r}: the model outputs {shape} for one image, the dataset needs "
+                         f"(1, {num_classes}) logits; set its class count in model_kwargs (e.g. num_classes: "
+                         f"{num_classes})")
 
 
 def _plugin_entry(path: str) -> ModelEntry:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from models import build_model
+from models.registry import is_plugin
 from phases import graph
 from phases.context import RunContext, run_dir_name
 from phases.demo import DEMO_CONFIG
@@ -169,6 +171,8 @@ def run_from_args(args: Args) -> int:
         return 0
     if args.pretrain is False:
         check_phase1(ctx)  # refuse before loading any data
+    if is_plugin(cfg.model_type):
+        build_model(cfg)  # a plug-in that cannot be built as configured (class count, forward) stops before any write
     print(f"data: {ctx.data!r}")  # loaded before any write: a missing dataset leaves nothing behind
     if args.pretrain in (None, True):
         phase1(ctx)

@@ -113,7 +113,8 @@ def test_a_plugin_gets_the_dataset_shape_its_own_spec_when_it_has_one_and_every_
 @pytest.mark.parametrize("over,message", [
     ({"model_type": "nowhere.at_all:Net"}, "cannot import module 'nowhere.at_all'"),
     ({"model_type": "examples.my_cnn:Missing"}, "module 'examples.my_cnn' has no attribute 'Missing'"),
-    ({"model_type": "examples.my_cnn:annotations"}, "is not a torch.nn.Module subclass"),
+    ({"model_type": "examples.my_cnn:annotations"}, "neither a torch.nn.Module class nor a function"),
+    ({"model_type": "pathlib:Path"}, "Path is not a torch.nn.Module subclass"),
     ({"model_type": "MLP", "model_kwargs": {"width": 2}}, "model_kwargs: applies to a model_type of your own"),
     ({"width_multiplier": 2}, "width_multiplier: applies to the built-in models"),
     ({"model_kwargs": {"width": float("nan")}}, "model_kwargs.width: must be a finite number"),
@@ -139,3 +140,21 @@ def test_a_model_that_cannot_be_built_as_configured_is_one_line(kw, message):
     with pytest.raises(UserError) as err:
         build_model(namespace(PLUGIN, **kw))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_model_zoo_function_builds_with_the_class_count_it_is_given_and_says_when_it_lacks_one(tmp_path, capsys):
+    """``torchvision.models:resnet18`` is a function, and its class count hides in **kwargs (default 1000)."""
+    model = build_model(SimpleNamespace(model_type="torchvision.models:resnet18", dataset="cifar10",
+                                        model_kwargs={"num_classes": 10}))
+    model.eval()
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    groups = model.permutation_spec().groups  # derived from its graph, checked before it is returned
+    assert ("fc.weight", 1) in [pair for pairs in groups.values() for pair in pairs]  # the pooled features move
+    assert not any(("fc.weight", 0) in pairs for pairs in groups.values())  # the logits never do
+
+    raw = example_config(tmp_path / "runs", model_type="torchvision.models:resnet18", model_kwargs={},
+                         dataset="cifar10")
+    with pytest.raises(UserError) as err:
+        build_model(config_from_dict(raw, check_data=False))
+    assert str(err.value).endswith("the dataset needs (1, 10) logits; set its class count in model_kwargs "
+                                   "(e.g. num_classes: 10)")
