@@ -289,3 +289,28 @@ def test_a_sweep_with_wandb_and_no_credentials_submits_nothing(tmp_path, fake_ci
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "WANDB_MODE=offline" in err
     assert not save.exists()
+
+
+def test_a_sweeps_jobs_each_log_their_trainings_into_one_group(tmp_path, fake_cifar10):
+    """A local sweep (one process per job): every training is its own wandb run of the (config, seed) group,
+    with its stage as job_type, every job adds to the one `results` run, and TensorBoard has a folder each."""
+    save = tmp_path / "runs"
+    cfg = tiny_config(fake_cifar10, save, epochs=1, sparse_epochs=1, rewind_points=[0], train_subset=128,
+                      test_subset=64, tracking=["tensorboard", "wandb"], sparse={"random_control": False})
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**scrubbed_env(tmp_path / "home"), "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "sweep", "cfg.yaml", "-seeds", "0", "--executor", "local",
+                           "-threads", "1", "--wait"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rdir = run_dir(save, "cfg")
+    runs = offline_runs(rdir / "wandb")
+    trainings = {r.name: r for r in runs if r.name != "results"}
+    imp_rounds = sorted(n for n in trainings if n.startswith("imp_round_"))
+    assert set(trainings) == {"dense_A", "dense_B", *imp_rounds, "sparse_lth_k0", "sparse_naive_k0",
+                              "sparse_permuted_k0"} and imp_rounds
+    assert {r.group for r in runs} == {f"{rdir.parent.name}-seed_0"}
+    assert all(r.job_type == name.split("_", 1)[0] for name, r in trainings.items())
+    results_runs = [r for r in runs if r.name == "results"]
+    assert len({r.id for r in results_runs}) == 1 and len(results_runs) > 1  # each job resumed the same run
+    assert {p.name for p in (rdir / "tensorboard").iterdir()} >= set(trainings)
