@@ -84,3 +84,20 @@ def test_the_cross_seed_study_table_averages_numbers_and_keeps_counts_whole():
     assert rows == [{"group": "lth", "seeds": 2, "members_mean": 3.0, "members_std": 0.0,
                      "accuracy_mean": 91.0, "accuracy_std": pytest.approx(2 ** 0.5)}]
     assert markdown("cfg", "ensemble", rows).splitlines()[-1] == "| lth | 2 | 3 | 91.000 ± 1.414 |"
+
+
+@pytest.mark.parametrize("name", ["early_matching", "ensemble", "imp_barriers"])
+def test_a_report_before_its_artifacts_exist_is_one_line_naming_the_command(tmp_path, fake_cifar10, name):
+    from phases.studies import get_study
+    from utils.errors import UserError
+
+    raw = tiny_config(fake_cifar10, tmp_path / "runs", rewind_points=[1])
+    raw["studies"] = {"early_matching": {"epochs": [1]}}
+    ctx = RunContext(cfg=config_from_dict(raw), seed=0, device=torch.device("cpu"), label="t",
+                     command="python experiment.py -config t.yaml -seed 0 -pretrain True")
+    with pytest.raises(UserError) as err:
+        get_study(name).report(ctx)
+    message = str(err.value)
+    assert message.startswith(f"study {name}: ") and "not made yet" in message and "\n" not in message
+    assert message.endswith(f"run: python experiment.py -config t.yaml -seed 0 --study {name}")
+    assert not (ctx.run_dir / "studies").exists()  # nothing half-written

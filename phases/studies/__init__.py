@@ -138,6 +138,21 @@ def write_report(ctx: RunContext, name: str, rows: list[dict[str, Any]], key: li
     return path
 
 
+def aligned_table(header: str, head: list[str], lines: list[list[str]]) -> str:
+    """``header``, then ``head`` and ``lines`` as left-aligned columns two spaces apart (a study's printed table)."""
+    widths = [max(len(row[c]) for row in [head, *lines]) for c in range(len(head))]
+    out = [header] + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                      for row in [head, *lines]]
+    return "\n".join(out) + "\n"
+
+
+def require_complete(ctx: RunContext, name: str, dirs: list[Path]) -> None:
+    """A report needs its artifacts made: one line naming how many are missing and the command that makes them."""
+    if dirs:
+        rerun = ctx.command.replace("-pretrain True", f"--study {name}")
+        raise UserError(f"study {name}: {len(dirs)} artifact(s) not made yet (e.g. {dirs[0]}); run: {rerun}")
+
+
 def for_seed(ctx: RunContext, seed: int) -> RunContext:
     """The same run with another run seed (the data, loaded once, is shared: it does not depend on the seed).
 

@@ -28,10 +28,9 @@ from phases.imp_step import ensure_imp
 from phases.keys import as_key, sparse_settings
 from phases.match_step import PERMUTATION, ensure_permutation, ensure_permuted_mask
 from phases.sparse_step import ensure_sparse, make_sparse
-from phases.studies import ModuleStudy, Need, register, study_settings, write_report
+from phases.studies import ModuleStudy, Need, aligned_table, register, require_complete, study_settings, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, EarlyMatchingStudyConfig
-from utils.errors import UserError
 
 NAME = "early_matching"
 FIXED = ("lth", "naive")  # runs that do not depend on i
@@ -166,19 +165,13 @@ def table_text(header: str, rows: list[dict[str, Any]], rewinds: list[int], fina
     head = ["S", "Method", *[f"k={k}" for k in rewinds]]
     lines = [[s, label, *[f"{cells[k]['accuracy']:.2f}" if k in cells else "–" for k in rewinds]]
              for (s, label), cells in by_row.items()]
-    widths = [max(len(x[c]) for x in [head, *lines]) for c in range(len(head))]
-    out = [header, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
-    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    return "\n".join(out) + "\n"
+    return aligned_table(header, head, lines)
 
 
 def report(ctx: RunContext) -> Path:
     cfg, seed = ctx.cfg, ctx.seed
     arts = rows_artifacts(cfg, seed)
-    missing = [a.dir for *_, a in arts if not a.complete]
-    if missing:
-        raise UserError(f"early matching study: {len(missing)} artifact(s) not made yet (e.g. {missing[0]}); "
-                        f"run: {ctx.command.replace('-pretrain True', '--study early_matching')}")
+    require_complete(ctx, NAME, [a.dir for *_, a in arts if not a.complete])
     target = cfg.pruning.sparsity
     rows = []
     for run, b, k, art in arts:

@@ -34,10 +34,18 @@ from phases.imp_step import ensure_imp
 from phases.keys import PermutedMaskSettings, as_key, match_settings, sparse_settings
 from phases.match_step import make_permutation, make_permuted_mask
 from phases.sparse_step import make_sparse
-from phases.studies import ModuleStudy, Need, for_seed, register, study_settings, write_report
+from phases.studies import (
+    ModuleStudy,
+    Need,
+    aligned_table,
+    for_seed,
+    register,
+    require_complete,
+    study_settings,
+    write_report,
+)
 from utils.artifacts import Artifact
 from utils.config import Config, ConfigError, EnsembleStudyConfig
-from utils.errors import UserError
 
 NAME = "ensemble"
 RUNS = ("lth", "naive", "permuted")
@@ -210,20 +218,14 @@ def table_text(header: str, rows: list[dict[str, Any]], m: int) -> str:
         else:
             lines.append([row["mask"], acc, f"{row['ensemble_accuracy']:.2f}", fmt(row["disagreement"]),
                           fmt(row["kl"]), fmt(row["js"])])
-    widths = [max(len(r[c]) for r in [head, *lines]) for c in range(len(head))]
-    out = [header, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
-    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in lines]
-    return "\n".join(out) + "\n"
+    return aligned_table(header, head, lines)
 
 
 def report(ctx: RunContext) -> Path:
     cfg, seed = ctx.cfg, ctx.seed
     s, k = settings(cfg), rewind(cfg)
     groups = members(cfg, seed)
-    missing = [art.dir for arts in groups.values() for art, _ in arts if not art.complete]
-    if missing:
-        raise UserError(f"ensemble study: {len(missing)} member artifact(s) not made yet (e.g. {missing[0]}); "
-                        f"run: {ctx.command.replace('-pretrain True', '--study ensemble')}")
+    require_complete(ctx, NAME, [art.dir for arts in groups.values() for art, _ in arts if not art.complete])
     rows, accuracies = [], {}
     labels = None
     for group, arts in groups.items():

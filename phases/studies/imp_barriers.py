@@ -29,10 +29,18 @@ from phases.context import RunContext
 from phases.dense import ensure_dense, epochs_needed_for
 from phases.imp_step import MASK_PREFIX, ensure_imp, round_file
 from phases.keys import as_key
-from phases.studies import ModuleStudy, Need, register, study_dir, study_settings, write_report
+from phases.studies import (
+    ModuleStudy,
+    Need,
+    aligned_table,
+    register,
+    require_complete,
+    study_dir,
+    study_settings,
+    write_report,
+)
 from utils.artifacts import Artifact
 from utils.config import Config, ImpBarriersStudyConfig
-from utils.errors import UserError
 
 NAME = "imp_barriers"
 
@@ -142,20 +150,14 @@ def table_text(header: str, rows: list[dict[str, Any]], repairs: list[bool]) -> 
     head = ["round", "sparsity", *[names[p] for p in repairs]]
     lines = [[str(rnd), f"{100 * c['sparsity']:.1f}%", *[f"{c[names[p]]:.2f}" for p in repairs]]
              for rnd, c in sorted(cells.items())]
-    widths = [max(len(x[c]) for x in [head, *lines]) for c in range(len(head))]
-    out = [header, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
-    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    return "\n".join(out) + "\n"
+    return aligned_table(header, head, lines)
 
 
 def report(ctx: RunContext) -> Path:
     cfg, seed = ctx.cfg, ctx.seed
     repairs = list(settings(cfg).repair)
     arts = {p: barriers(cfg, seed, p) for p in repairs}
-    missing = [a.dir for a in arts.values() if not a.complete]
-    if missing:
-        raise UserError(f"imp_barriers study: {len(missing)} artifact(s) not made yet (e.g. {missing[0]}); "
-                        f"run: {ctx.command.replace('-pretrain True', '--study imp_barriers')}")
+    require_complete(ctx, NAME, [a.dir for a in arts.values() if not a.complete])
     rows = [{k: v for k, v in rnd.items() if k != "curve"} | {"repair": p}
             for p, art in arts.items() for rnd in art.result()["rounds"]]
     rows.sort(key=lambda r: (r["round"], r["repair"]))
