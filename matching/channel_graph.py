@@ -424,15 +424,25 @@ class ChannelGraph:
         else:
             self._linear(node, x, wkey, bkey, has_bias=b is not None)
 
-    def _conv(self, node: fx.Node, x: Any, wkey: str | None, bkey: str | None, groups: int, transposed: bool,
-              has_bias: bool) -> None:
+    def _layer_shapes(self, node: fx.Node, x: Any, wkey: str | None, bkey: str | None, has_bias: bool,
+                      what: str) -> tuple[Any, Any] | None:
+        """A conv's or linear layer's input and output shapes; None (its channels held fixed, said once) when
+        its parameters are not stored tensors of the state dict or its shapes are unknown."""
         if wkey is None or (has_bias and bkey is None):
-            self.unknown(node, "a convolution whose weight is not in the state dict")
-            return
+            self.unknown(node, f"{what} whose weight is not in the state dict")
+            return None
         in_shape, out_shape = shape_of(x), shape_of(node)
         if in_shape is None or out_shape is None:
-            self.unknown(node, "a convolution of unknown shape")
+            self.unknown(node, f"{what} of unknown shape")
+            return None
+        return in_shape, out_shape
+
+    def _conv(self, node: fx.Node, x: Any, wkey: str | None, bkey: str | None, groups: int, transposed: bool,
+              has_bias: bool) -> None:
+        shapes = self._layer_shapes(node, x, wkey, bkey, has_bias, "a convolution")
+        if shapes is None:
             return
+        in_shape, out_shape = shapes
         chan = self.chan(x)
         if chan is not None and chan.dim != 1:
             self.unknown(node, "a convolution over a dim that does not hold the channels")
@@ -464,13 +474,10 @@ class ChannelGraph:
         self.unknown(node, f"a grouped convolution ({groups} groups) ties channels within groups")
 
     def _linear(self, node: fx.Node, x: Any, wkey: str | None, bkey: str | None, has_bias: bool) -> None:
-        if wkey is None or (has_bias and bkey is None):
-            self.unknown(node, "a linear layer whose weight is not in the state dict")
+        shapes = self._layer_shapes(node, x, wkey, bkey, has_bias, "a linear layer")
+        if shapes is None:
             return
-        in_shape, out_shape = shape_of(x), shape_of(node)
-        if in_shape is None or out_shape is None:
-            self.unknown(node, "a linear layer of unknown shape")
-            return
+        in_shape, out_shape = shapes
         chan = self.chan(x)
         if chan is not None:
             if chan.dim != len(in_shape) - 1:
