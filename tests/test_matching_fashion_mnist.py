@@ -12,17 +12,22 @@ from training.evaluate import evaluate
 from training.loop import TrainSpec, train
 
 
-@pytest.fixture(scope="module")
-def trained_pair():
-    data = build_data("fashion-mnist", "absent", batch_size=128, train_subset=30000)
+def train_mlp_pair(hidden: list[int], epochs: int, train_subset: int):
+    """Fashion-MNIST data and two MLPs trained from seeds 1 and 2 (inits and data orders differ)."""
+    data = build_data("fashion-mnist", "absent", batch_size=128, train_subset=train_subset)
     models = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        model = create("MLP", num_classes=10, in_channels=1, image_size=28, mlp_hidden=[256, 256])
-        train(model, data, TrainSpec(epochs=3, lr=0.05, seed=seed), name=f"m{seed}", device=torch.device("cpu"),
-              progress=False)
+        model = create("MLP", num_classes=10, in_channels=1, image_size=28, mlp_hidden=hidden)
+        train(model, data, TrainSpec(epochs=epochs, lr=0.05, seed=seed), name=f"m{seed}",
+              device=torch.device("cpu"), progress=False)
         models.append(model)
     return data, models[0], models[1]
+
+
+@pytest.fixture(scope="module")
+def trained_pair():
+    return train_mlp_pair([256, 256], epochs=3, train_subset=30000)
 
 
 @pytest.mark.parametrize("method", ["weight", "activation"])

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from data import build_data
 from matching import (
     activation_matching,
     error_barrier,
@@ -22,7 +21,7 @@ from matching import (
 )
 from matching.repair import ChannelStats, endpoint_stats, interpolate_stats
 from models import create
-from training.loop import TrainSpec, train
+from tests.test_matching_fashion_mnist import train_mlp_pair
 
 
 def _batches(shape: tuple[int, ...], n: int = 3, size: int = 16, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
@@ -141,15 +140,7 @@ def test_error_barrier_is_eq3_on_the_test_error():
 
 @pytest.fixture(scope="module")
 def trained_pair():
-    data = build_data("fashion-mnist", "absent", batch_size=128, train_subset=20000)
-    models = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        model = create("MLP", num_classes=10, in_channels=1, image_size=28, mlp_hidden=[128, 128, 128])
-        train(model, data, TrainSpec(epochs=2, lr=0.05, seed=seed), name=f"m{seed}", device=torch.device("cpu"),
-              progress=False)
-        models.append(model)
-    return data, models[0], models[1]
+    return train_mlp_pair([128, 128, 128], epochs=2, train_subset=20000)
 
 
 def test_repair_lowers_the_barrier_of_a_trained_pair_without_batchnorm(trained_pair):
