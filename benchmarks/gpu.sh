@@ -10,12 +10,19 @@
 # The Python part runs on CPU too: .venv/bin/python -m benchmarks.gpu_bench --device cpu --tiny
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh                      # creates .venv and installs requirements.txt when needed
-if ! .venv/bin/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+# A GPU image often has PyTorch in its system Python and no package index: use that Python when it
+# sees a GPU and no .venv exists; otherwise create .venv and install requirements.txt when needed.
+PY=.venv/bin/python
+if [ ! -x "$PY" ] && python3 -c 'import sys, torch, yaml, safetensors; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  PY=python3
+else
+  scripts/setup.sh
+fi
+if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "gpu.sh: torch sees no CUDA GPU here; for a CPU smoke run use:" >&2
   echo "  .venv/bin/python -m benchmarks.gpu_bench --device cpu --tiny" >&2
   exit 1
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 # The script starts no item after 360 s; timeout is the hard stop just under 8 minutes.
-exec timeout 470 .venv/bin/python -m benchmarks.gpu_bench --device cuda --budget-s 360 "$@"
+exec timeout 470 "$PY" -m benchmarks.gpu_bench --device cuda --budget-s 360 "$@"
