@@ -26,7 +26,7 @@ from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, distributed, locks
 from utils.cli import Args, CLIError
-from utils.config import Config, config_from_dict, read_config_file
+from utils.config import Config, config_from_dict, dump_config, read_config_file
 from utils.errors import UserError
 from utils.hashing import differing_keys
 from utils.overrides import apply_overrides
@@ -52,7 +52,7 @@ def run_label(config_path: str | None) -> str:
 
 
 def resolved_config(config_path: str | None, overrides: list[str], device: str | None = None,
-                    threads: int | None = None, save_path: str | None = None) -> Config:
+                    threads: int | None = None, save_path: str | None = None, *, check_data: bool = True) -> Config:
     """The config file's (or the demo's) mapping with ``--set``, then -device/-threads/-save_path, validated once.
 
     Validated after the overrides, not before: ``--set`` may fix what the file alone gets wrong.
@@ -63,7 +63,7 @@ def resolved_config(config_path: str | None, overrides: list[str], device: str |
     for key, value in (("device", device), ("threads", threads), ("save_path", save_path)):
         if value:
             raw[key] = value
-    return config_from_dict(raw)
+    return config_from_dict(raw, check_data=check_data)
 
 
 def load_with_overrides(args: Args) -> Config:
@@ -139,6 +139,11 @@ def join_torchrun(device: torch.device) -> torch.device:
 def run_from_args(args: Args) -> int:
     if args.print_demo_config:
         print(yaml.safe_dump(DEMO_CONFIG, sort_keys=False), end="")
+        return 0
+    if args.print_config:  # what would run, dataset or not on this machine
+        cfg = resolved_config(args.config, args.overrides, args.device, args.threads, args.save_path, check_data=False)
+        cfg.seed = args.seed
+        print(dump_config(cfg), end="")
         return 0
     cfg = load_with_overrides(args)
     cfg.seed = args.seed

@@ -65,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "artifact, each made once; run it on Slurm or locally. `python -m sweep status SAVE_PATH` "
                 "says what is done.", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML configs or globs (quote them)")
-    p.add_argument("-seeds", "--seeds", required=True, help="seeds: 0,1,2 or 0-4")
+    p.add_argument("-seeds", "--seeds", help="seeds: 0,1,2 or 0-4 (required, except with --print-config)")
     p.add_argument("--rewind", type=int, nargs="+", metavar="K", help="only these rewind points (default: all)")
     p.add_argument("--executor", default=None, help="slurm or local (default: the launcher's, else local)")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="also plan a study of every (config, seed) (repeatable), e.g. --study ensemble: one job "
                    "per artifact it needs, then one report job (see README, Further studies)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (jobs, dependencies, epochs) and stop")
+    p.add_argument("--print-config", action="store_true",
+                   help="print each config as it would run (base: chain, --set and flags applied) and stop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every config (repeatable), as in experiment.py")
     p.add_argument("--launcher", metavar="FILE", help="YAML with a launcher: section (Slurm resources, local jobs)")
@@ -118,13 +120,31 @@ def launcher_settings(args: argparse.Namespace) -> dict:
     return raw
 
 
+def print_configs(paths: list[str], args: argparse.Namespace) -> int:
+    """Each config resolved as the sweep would run it, as YAML documents headed by their file."""
+    from phases.runner import resolved_config
+    from utils.config import dump_config
+
+    for path in paths:
+        try:
+            cfg = resolved_config(path, args.overrides, args.device, args.threads, args.save_path, check_data=False)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        print(f"--- # {path}\n{dump_config(cfg)}", end="")
+    return 0
+
+
 def run_sweep(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from sweep.launcher import launcher_from_dict
 
     launcher = launcher_from_dict(launcher_settings(args))  # a bad executor or setting: before any work
-    seeds = parse_seeds(args.seeds)
     paths = expand_configs(args.configs)
+    if args.print_config:
+        return print_configs(paths, args)
+    if args.seeds is None:
+        raise ConfigError("the following arguments are required: -seeds (see `python -m sweep -h`)")
+    seeds = parse_seeds(args.seeds)
     if launcher.executor == "slurm" and not args.dry_run:
         from sweep.executors import check_slurm_available
 

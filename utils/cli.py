@@ -69,6 +69,7 @@ class Args:
     save_path: str | None
     progress: bool | None
     print_demo_config: bool
+    print_config: bool = False
     verify: bool = False
     lock_timeout: float | None = None
     verbose: bool = False
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="more detail, e.g. each layer's density per IMP round")
     p.add_argument("--print-demo-config", action="store_true",
                    help="print the embedded demo's config as YAML (a starting point for your own) and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config this command would run (its base: chain, --set and flags applied, "
+                   "every default filled in) as YAML and exit")
     return p
 
 
@@ -135,5 +139,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(config=ns.config, seed=ns.seed, pretrain=ns.pretrain, rewind=ns.rewind, device=ns.device,
                 threads=ns.threads,
                 save_path=ns.save_path, progress=ns.progress, print_demo_config=ns.print_demo_config,
+                print_config=ns.print_config,
                 verify=ns.verify, lock_timeout=ns.lock_timeout, verbose=ns.verbose,
                 overrides=list(ns.overrides), study=list(dict.fromkeys(ns.study)))

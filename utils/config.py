@@ -623,8 +623,15 @@ def validate_setting(key: str, value: Any) -> None:
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The YAML mapping of a config file, unvalidated (overrides may still change it); ConfigError if unreadable."""
-    path = Path(path)
+    """The YAML mapping of a config file, ``base:`` chain resolved (``utils/compose.py``), unvalidated (overrides
+    may still change it); ConfigError if unreadable."""
+    from utils.compose import compose  # it raises this module's ConfigError
+
+    return compose(Path(path), _read_one_file)
+
+
+def _read_one_file(path: Path) -> dict[str, Any]:
+    """One YAML file as a mapping, its own relative paths fixed (every file of a ``base:`` chain comes here)."""
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
