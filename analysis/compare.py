@@ -3,10 +3,10 @@
     python -m analysis.compare runs/                  # Markdown to stdout
     python -m analysis.compare runs/ --csv cmp.csv    # also one CSV row per paper cell (and config that fills it)
 
-The paper's numbers are in ``analysis/paper_tables.csv``: every cell of Tables 5 and 6 of PAPER.md (mean ± std
-over 3 seeds), and, for the settings whose tables PAPER.md gives only as its derived summary (ResNet20×8 and ×16
-on CIFAR-10, VGG11, ResNet20 on CIFAR-100), the best-over-k mean of each method at the k where it was reached,
-without a std. Each row says which table, row and column it came from.
+The paper's numbers are in ``analysis/paper_tables.csv``: every cell of the paper's Tables 5 and 6 (mean ± std
+over 3 seeds), and, for the settings of which we keep only a summary computed from the paper's Tables 5-14
+(ResNet20×8 and ×16 on CIFAR-10, VGG11, ResNet20 on CIFAR-100), the best-over-k mean of each method at the k
+where it was reached, without a std. Each row says which table, row and column it came from.
 
 A run matches a cell by model, width, dataset, target sparsity, method and rewind point. The paper's tables were
 made by code that saved "checkpoint k" after k+1 epochs (the ``released`` convention); a run made under
@@ -297,7 +297,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.splitlines()[0])
-    p.add_argument("save_path", type=Path, help="the save_path of the runs (holds <config>/seed_<N>/)")
+    p.add_argument("save_path", type=Path, nargs="?", default=Path("runs"),
+                   help="the save_path of the runs (holds <config>/seed_<N>/; default: runs)")
     p.add_argument("--csv", type=Path, help="also write one row per paper cell (and config that fills it) here")
     args = p.parse_args(argv)
     found = find_runs(args.save_path)

@@ -456,7 +456,8 @@ def write_plot(plot: Plot, out: Path, pdf: bool) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.plot", description=__doc__.splitlines()[0])
-    p.add_argument("save_path", type=Path, help="the save_path of the runs (holds <config>/seed_<N>/)")
+    p.add_argument("save_path", type=Path, nargs="?", default=Path("runs"),
+                   help="the save_path of the runs (holds <config>/seed_<N>/; default: runs)")
     p.add_argument("--out", type=Path, help="where the figures go (default: SAVE_PATH/figures)")
     p.add_argument("--pdf", action="store_true", help="also save each figure as PDF")
     args = p.parse_args(argv)

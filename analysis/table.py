@@ -192,7 +192,8 @@ def long_rows(label: str, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__.splitlines()[0])
-    p.add_argument("save_path", type=Path, help="the save_path of the runs (holds <config>/seed_<N>/)")
+    p.add_argument("save_path", type=Path, nargs="?", default=Path("runs"),
+                   help="the save_path of the runs (holds <config>/seed_<N>/; default: runs)")
     p.add_argument("--csv", type=Path,
                    help="also write one row per (config, seed, k, run) here: accuracy, loss and the loss barriers")
     p.add_argument("--summary-csv", type=Path, help="also write one row per (config, k, run): mean and std over seeds")

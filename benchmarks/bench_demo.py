@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_table(section, f"Wall time of a subprocess, OMP_NUM_THREADS={args.threads}",
               ["command", "s", "min"], [[what, seconds, seconds / 60]])
     add_check(section, "demo wall time", seconds, "", None, unit="s",
-              note="DESIGN.md's feasibility run took 3-4 minutes per seed on these 2 cores")
+              note="a feasibility run before the runner existed took 3-4 minutes per seed on these 2 cores")
     tail = [line for line in output.splitlines() if "done in" in line]
     section["notes"] += [f"experiment.py: {line.strip()}" for line in tail]
     section["data"] = {"seconds": seconds}

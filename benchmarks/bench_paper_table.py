@@ -25,7 +25,7 @@ PAPER_SPARSITIES = (0.8, 0.9, 0.95, 0.97)
 
 
 def paper_config(width: int, sparsity: float) -> Config:
-    """The paper's CIFAR-10 ResNet20 settings (PAPER.md §2.2-2.3) for one cell."""
+    """The paper's CIFAR-10 ResNet20 settings (docs/paper.md) for one cell."""
     return config_from_dict({"model_type": "ResNet", "width_multiplier": width, "dataset": "cifar10",
                              "epochs": 200, "model_b_epochs": 200, "sparse_epochs": 200,
                              "pruning": {"sparsity": sparsity, "prune_perc": 0.2, "train_epochs_per_prune": 50}},

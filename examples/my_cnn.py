@@ -1,7 +1,7 @@
 """A model of your own, run without writing a permutation spec: a small CNN with a flatten.
 
 Run it through both phases with ``python experiment.py -config examples/my_cnn.yaml -seed 0``
-(README: "Your own model"). The runner builds ``MyCNN(in_channels=..., num_classes=..., **model_kwargs)``
+(docs/own-model.md). The runner builds ``MyCNN(in_channels=..., num_classes=..., **model_kwargs)``
 and derives its permutation spec from the traced graph: the two conv groups, the hidden linear
 group, and the first linear layer's input axis carrying conv2's channels repeated over the 7x7
 positions the flatten spreads each channel over.

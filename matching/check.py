@@ -1,4 +1,4 @@
-"""Checking a permutation spec against the model it describes (DESIGN.md §4: checked, not trusted).
+"""Checking a permutation spec against the model it describes (a spec is checked, not trusted).
 
 ``check_spec`` verifies that the spec names real tensors with the right ranks, that each
 group has one size, that the declared activation modules exist and carry their group, and

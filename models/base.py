@@ -1,6 +1,6 @@
 """What every model of this project offers besides ``forward``, and helpers to declare it.
 
-Models import nothing from ``matching`` but the spec type (DESIGN.md §2).
+Models import nothing from ``matching`` but the spec type: the dependency points one way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from matching.spec import PermutationSpec
 
-# Sub-module names whose convolutions are residual shortcuts: kept dense by pruning (DESIGN.md §5).
+# Sub-module names whose convolutions are residual shortcuts: kept dense by pruning, as the paper's code did.
 SHORTCUT_NAMES = ("shortcut", "downsample")
 
 

@@ -84,7 +84,7 @@ def make_sparse(ctx: RunContext, art: Artifact, k: int, run: str) -> None:
     o = ctx.cfg.optimizer
     # sparse_epochs - k under either convention, as the released code trained from its checkpoint "k" (the
     # weights after k + 1 epochs): `adjusted_sparse_epochs = sparse_epochs - k` on CIFAR, `89 - k` for ResNet50
-    # (PAPER.md §2.2 and known defect 1). A released-convention run thus sees one dense epoch more in all.
+    # (docs/paper.md). A released-convention run thus sees one dense epoch more in all.
     epochs = ctx.cfg.total_sparse_epochs - k
     # The same data order for every run of one rewind point: the runs differ only in weights and mask. A fresh
     # schedule of the optimizer's type (cosine, or the released ResNet50 warm-up and steps) from sparse_lr.

@@ -7,7 +7,7 @@ number of inputs its mask keeps: Kaiming-normal initialisation of the sparse
 network, rather than of the dense one whose weights it was rewound to. As
 released, its statistics are looked up under ``<layer>.weight_orig`` in a
 dense model, whose parameters are named ``<layer>.weight``, so every layer is
-skipped and the scaling never happens (PAPER.md §3.6; README "Rescaled
+skipped and the scaling never happens (docs/studies.md, "Rescaled
 initialization"). This is what it meant, generic over masks.
 """
 

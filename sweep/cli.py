@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default=None, help="slurm or local (default: the launcher's, else local)")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="also plan a study of every (config, seed) (repeatable), e.g. --study ensemble: one job "
-                   "per artifact it needs, then one report job (see README, Further studies)")
+                   "per artifact it needs, then one report job (docs/studies.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (jobs, dependencies, epochs) and stop")
     p.add_argument("--print-config", action="store_true",
                    help="print each config as it would run (base: chain, --set and flags applied) and stop")

@@ -1,6 +1,6 @@
 """A model of the user's own in a config: `model_type: "package.module:ClassName"`, end to end.
 
-The README's example (examples/my_cnn.py, a CNN with a flatten, no spec written) runs through
+The documented example (examples/my_cnn.py, a CNN with a flatten, no spec written) runs through
 both phases; its artifacts are keyed by the class path and its kwargs; its permutation, masks
 and pi(A) follow the derived spec; `prune_exclude` leaves weights dense; mistakes are one line.
 """
@@ -29,7 +29,7 @@ PLUGIN = "examples.my_cnn:MyCNN"
 
 
 def example_config(save: Path, **over) -> dict:
-    """The README's example config on a tiny schedule: a few hundred images, two epochs."""
+    """The documented example config on a tiny schedule: a few hundred images, two epochs."""
     cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg.update({"save_path": str(save), "train_subset": 512, "test_subset": 256, "epochs": 2, "sparse_epochs": 2,
                 "batch_size": 64, "rewind_points": [1], "model_kwargs": {"width": 4, "hidden": 16}})

@@ -58,7 +58,7 @@ def test_paper_configs_run_as_the_released_code_did(path):
         assert cfg.optimizer.schedule == "cosine" and cfg.pruning.schedule == "cosine"
         return
     o, p = cfg.optimizer, cfg.pruning
-    # PAPER.md §2.2: set_lr(epoch + 1) / 10 with --lr 0.4, warm-up 5 epochs, x0.1 at ep // 31; 90 dense epochs
+    # The released scripts: set_lr(epoch + 1) / 10 with --lr 0.4, warm-up 5 epochs, x0.1 at ep // 31; 90 dense epochs
     # (model_89), sparse `epochs = 89 - k`, rewind points 0, 10, 25, 50.
     assert (o.schedule, o.warmup_epochs, o.milestones, o.gamma) == ("step", 5, [30, 61], 0.1)
     assert (o.lr, o.sparse_lr, o.momentum, o.weight_decay) == (0.04, 0.04, 0.9, 1e-4)
@@ -79,7 +79,7 @@ def test_the_demo_counts_rewind_points_in_epochs():
 
 
 def released_set_lr(ep: int, lr: float = 0.4) -> float:
-    """``set_lr`` of the released resnet50_src scripts, verbatim in meaning (PAPER.md §2.2)."""
+    """``set_lr`` of the released resnet50_src scripts, verbatim in meaning (docs/paper.md)."""
     if ep <= 5:
         return ((lr - 1e-2) / 5) * ep
     return lr * (1 / 10 ** (ep // 31))
@@ -102,7 +102,7 @@ def test_the_resnet50_schedule_is_the_released_warm_up_and_steps():
     ctx = RunContext(cfg=cfg, seed=0, device=torch.device("cpu"), label="t", command="")
     lrs = schedule_lrs(ctx.dense_spec(cfg.epochs, 0, ()))
     assert len(lrs) == 90
-    # PAPER.md §2.2's numbers: a 5-epoch ramp to 0.04, then 0.04, 0.004 from epoch 31, 0.0004 from epoch 62.
+    # The released recipe's numbers: a 5-epoch ramp to 0.04, then 0.04, 0.004 from epoch 31, 0.0004 from epoch 62.
     for epoch, want in ((1, 0.008), (5, 0.04), (6, 0.04), (30, 0.04), (31, 0.004), (61, 0.004), (62, 0.0004),
                         (90, 0.0004)):
         assert lrs[epoch - 1] == pytest.approx(want, rel=1e-9), epoch

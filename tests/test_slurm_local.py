@@ -1,5 +1,5 @@
 """submitit against a real Slurm: a job array, and the timeout -> checkpoint -> requeue -> resume path
-that studies rely on (DESIGN.md §3.5). Needs the single-node cluster of scripts/slurm-local.sh."""
+that sweeps and studies rely on. Needs the single-node cluster of scripts/slurm-local.sh."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
 def lr_factor(spec: TrainSpec, epoch: int) -> float:
     """The fraction of ``spec.lr`` that epoch ``epoch`` (0-based) of a ``step`` or ``constant`` schedule trains at.
 
-    ``step`` is the released ResNet50 recipe (PAPER.md §2.2): a linear warm-up, epoch e < warmup_epochs at
+    ``step`` is the released ResNet50 recipe (docs/paper.md): a linear warm-up, epoch e < warmup_epochs at
     (e + 1) / warmup_epochs of the peak, then gamma to the power of the milestones passed (m <= e). The
     released code sets lr = set_lr(e + 1) / 10 with set_lr(ep) = (0.4 - 0.01) / 5 * ep for ep <= 5, else
     0.4 * 0.1^(ep // 31): peak 0.04 = our lr, decays after 30 and 61 epochs = milestones [30, 61]. Its ramp

@@ -84,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "match A to B, then train LTH / naive / permuted sparse networks from rewind points. "
         "With no arguments, runs the embedded demo (MLP on Fashion-MNIST, both phases, on CPU).",
         epilog="Examples:\n"
-        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0 -pretrain True\n"
-        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0 -pretrain False --rewind 20\n"
-        "  python experiment.py -config configs/resnet20_w1_s90.yaml -seed 0   # both phases, all rewinds\n"
-        "  python experiment.py -seed 1                                         # the demo, seed 1",
+        "  python experiment.py -config configs/config_1_90.yaml -seed 0 -pretrain True\n"
+        "  python experiment.py -config configs/config_1_90.yaml -seed 0 -pretrain False --rewind 20\n"
+        "  python experiment.py -config configs/config_1_90.yaml -seed 0   # both phases, all rewinds\n"
+        "  python experiment.py -seed 1                                     # the demo, seed 1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-config", "--config", metavar="FILE", help="YAML config (omit to run the embedded demo)")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="run one of the paper's further studies (repeatable), e.g. --study ensemble, making any "
                    "missing artifact it needs first; its settings are the config's studies.NAME section "
-                   "(see README, Further studies)")
+                   "(docs/studies.md)")
     p.add_argument("-v", "--verbose", action="store_true", help="more detail, e.g. each layer's density per IMP round")
     p.add_argument("--print-demo-config", action="store_true",
                    help="print the embedded demo's config as YAML (a starting point for your own) and exit")

@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 TRACKING_BACKENDS = ("wandb", "tensorboard")  # `tracking:` (see tracking/)
 # rewind_convention -> how many epochs past k the checkpoint of rewind point k is taken. `epochs`: the paper's
 # text (k = 0 is the initialisation); `released`: the released code that made the tables, which saved its "epoch
-# k" after that epoch's training, i.e. after k + 1 epochs (PAPER.md, known defect 1).
+# k" after that epoch's training, i.e. after k + 1 epochs (docs/paper.md).
 REWIND_CONVENTIONS = {"epochs": 0, "released": 1}
 SCHEDULES = ("cosine", "step")  # optimizer.schedule: dense and sparse training
 PRUNE_SCHEDULES = ("cosine", "constant")  # pruning.schedule: IMP fine-tuning

@@ -101,7 +101,7 @@ def study_settings(cfg: Config, name: str, default: Callable[[], Any] | None = N
     if section is not None:
         return section
     if default is None:
-        raise ConfigError(f"studies.{name}: the study needs this config section (see README, Further studies)")
+        raise ConfigError(f"studies.{name}: the study needs this config section (see docs/studies.md)")
     return default()
 
 

@@ -44,7 +44,7 @@ def own_config(cfg: Config) -> Config:
     src = source_config(cfg)
     if src is None:
         raise ConfigError("--study mask_transfer: the config has no pruning.mask_from (the config whose mask to "
-                          "transfer); see README, Mask transfer")
+                          "transfer); see docs/studies.md, Mask transfer")
     own = copy.deepcopy(cfg)
     own.pruning = copy.deepcopy(src.pruning)
     return own
