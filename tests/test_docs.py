@@ -88,6 +88,8 @@ def _expand_braces(pattern: str) -> list[str]:
     m = re.search(r"\{([^{}]*)\}", pattern)
     if not m:
         return [pattern]
+    if "," not in m.group(1):  # a named placeholder, `config_{width}_{sparsity}.yaml`
+        return _expand_braces(pattern[:m.start()] + "*" + pattern[m.end():])
     return [x for alt in m.group(1).split(",") for x in _expand_braces(pattern[:m.start()] + alt + pattern[m.end():])]
 
 

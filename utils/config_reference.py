@@ -194,7 +194,8 @@ def render() -> str:
         "Dotted keys are keys of a section (`optimizer.lr` is `lr:` under `optimizer:`), and the same dotted "
         "form works on the command line: `--set optimizer.lr=0.1`. An unknown key, a wrong type or a value out "
         "of range is one line and exit status 2, before anything runs. A section whose default is null is off "
-        "until it is given; its keys' defaults apply once it is.",
+        "until it is given; its keys' defaults apply once it is. One more key, `base:`, names a config file this "
+        "one extends ([composed configs](configs.md#composed-configs)); it is resolved before the keys below.",
         "",
         "| key | type | default | meaning |",
         "|---|---|---|---|",
