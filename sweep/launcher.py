@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from utils.config import ConfigError
+from utils.safe_yaml import YamlRefused, read_yaml_file
 
 
 @dataclass
@@ -80,12 +79,10 @@ def launcher_from_dict(raw: dict[str, Any], where: str = "launcher") -> Launcher
 def load_launcher(path: str | Path) -> dict[str, Any]:
     """The ``launcher:`` section of a YAML file (or the whole file when it has no such section)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"launcher file {str(p)!r} not found")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raw = read_yaml_file(p, "launcher file") or {}
+    except YamlRefused as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping with a 'launcher:' section")
     section = raw.get("launcher", raw)

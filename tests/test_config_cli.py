@@ -258,13 +258,17 @@ def test_paths_in_the_config_file_expand_home_and_variables(tmp_path, monkeypatc
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**VALID, "dataset_root": "~/d", "save_path": "~"}))
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.data_root == home / "d" and cfg.save_path == str(home)
-    # An unset variable stays as written (os.path.expandvars), and then the missing root is reported.
+    # An unset variable is refused by name: expanded as written, it would make a literal `./$VAR` folder.
+    # dataset_root only when the data is checked (a sweep resolves configs where a job's variables are unset).
     monkeypatch.delenv("SRB_TEST_UNSET", raising=False)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**VALID, "dataset": "cifar10", "dataset_root": "$SRB_TEST_UNSET/d",
-                                                    "save_path": "$SRB_TEST_UNSET/runs"}))
-    assert load_config(tmp_path / "c.yaml", check_data=False).save_path == "$SRB_TEST_UNSET/runs"
-    with pytest.raises(ConfigError, match=r"dataset_root: '\$SRB_TEST_UNSET/d' does not exist"):
+    cifar = {**VALID, "dataset": "cifar10", "dataset_root": "$SRB_TEST_UNSET/d"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cifar))
+    assert load_config(tmp_path / "c.yaml", check_data=False).dataset_root == "$SRB_TEST_UNSET/d"
+    with pytest.raises(ConfigError, match=r"^dataset_root: the environment variable \$SRB_TEST_UNSET is not set"):
         load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**cifar, "save_path": "${SRB_TEST_UNSET}/runs"}))
+    with pytest.raises(ConfigError, match=r"^save_path: the environment variable \$SRB_TEST_UNSET is not set"):
+        load_config(tmp_path / "c.yaml", check_data=False)
 
 
 def test_threads_on_the_command_line():

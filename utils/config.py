@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import yaml
 from data.info import DATASETS
 from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, plugin_arguments, tolerance_field
 from utils.errors import UserError
+from utils.safe_yaml import YamlRefused, read_yaml_file
 
 MATCHING_METHODS = ("activation", "weight")
 SPARSE_RUNS = ("lth", "naive", "permuted", "random")
@@ -270,15 +272,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 raise
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
         _, val_tp = typing.get_args(tp)
         return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
@@ -305,12 +307,23 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             # `.nan`/`.inf`, and strings float() accepts ("nan", "inf", "1e999"). A NaN would pass
             # every range check below (all comparisons with it are false) and poison a whole run.
             if not math.isfinite(number):
-                raise _NotFinite(f"{where}: must be a finite number, got {value!r}")
+                raise _NotFinite(f"{where}: must be a finite number, got {_show(value)}")
             return number
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)} ({type(value).__name__})")
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxdict = 6
+_SHOWN.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` cut to a short line: an error names the value it refuses, never prints all of a huge one."""
+    return _SHOWN.repr(value)
 
 
 def _plain_value(value: Any, where: str) -> Any:
@@ -323,7 +336,7 @@ def _plain_value(value: Any, where: str) -> Any:
         return [_plain_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {str(k): _plain_value(v, f"{where}.{k}") for k, v in value.items()}
-    raise ConfigError(f"{where}: expected a number, string, boolean, list or mapping, got {value!r}")
+    raise ConfigError(f"{where}: expected a number, string, boolean, list or mapping, got {_show(value)}")
 
 
 def _unknown_key(cls: type, key: Any, where: str) -> ConfigError:
@@ -340,7 +353,7 @@ def _join(where: str, key: Any) -> str:
 
 def _require_mapping(raw: Any, where: str) -> None:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {_show(raw)}")
 
 
 def _section_type(tp: Any) -> type | None:
@@ -575,9 +588,35 @@ def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
 
 
+_VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")
+
+
+def _check_variables(cfg: Config, *, check_data: bool) -> None:
+    """Refuse a path naming an unset ``$VAR``: expanded as is, it would write into a literal ``./$VAR`` folder.
+
+    ``dataset_root`` only with ``check_data``: a sweep resolves its configs where the jobs' variables (a
+    cluster's ``$SLURM_TMPDIR``) are not set yet; the job itself checks them before reading any data.
+    """
+    paths = {"save_path": cfg.save_path, "pruning.mask_from.config": cfg.pruning.mask_from and
+             cfg.pruning.mask_from.config}
+    if check_data:
+        roots = cfg.dataset_root if isinstance(cfg.dataset_root, dict) else {"": cfg.dataset_root}
+        paths.update({_join("dataset_root", k) if k else "dataset_root": v
+                      for k, v in roots.items() if k in ("", cfg.dataset)})
+    for key, path in paths.items():
+        if "\0" in (path or ""):
+            raise ConfigError(f"{key}: a path cannot hold a NUL character, got {_show(path)}")
+        for match in _VARIABLE.finditer(path or ""):
+            name = match.group(2) if match.group(2) is not None else match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{key}: the environment variable ${name} is not set (in {_show(path)}); set it, "
+                                  "or write the path out")
+
+
 def config_from_dict(raw: Any, *, check_data: bool = True) -> Config:
     """Build and validate a Config from a parsed YAML mapping; ``save_path`` comes back expanded."""
     cfg = _build(Config, raw, "")
+    _check_variables(cfg, check_data=check_data)
     # Expanded here, once, so every user of cfg.save_path (artifacts, run directories, messages) sees
     # the same path; dataset_root stays as written (it may be a mapping) and `data_root` expands it.
     cfg.save_path = _expand(cfg.save_path)
@@ -632,17 +671,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def _read_one_file(path: Path) -> dict[str, Any]:
     """One YAML file as a mapping, its own relative paths fixed (every file of a ``base:`` chain comes here)."""
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+        raw = read_yaml_file(path)
+    except YamlRefused as err:
+        raise ConfigError(str(err)) from None
     if raw is None:
         raise ConfigError(f"{path}: the config is empty")
     _require_mapping(raw, "")

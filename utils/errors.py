@@ -6,9 +6,27 @@ import sys
 import warnings
 from collections.abc import Callable
 
+MAX_MESSAGE = 400  # characters: an error line names what it refuses, it never reprints a whole value
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, its middle cut out when longer than ``limit`` (the key in front and the hint at
+    the end are what the reader needs)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    return f"{text[:limit - tail - 5]} ... {text[-tail:]}"
+
 
 class UserError(Exception):
     """Something the user can fix (a config, an argument, a missing artifact); message is one line."""
+
+    def __init__(self, *args: object) -> None:
+        # One line, however it was built: a value a message quotes may be a megabyte of YAML or hold newlines.
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

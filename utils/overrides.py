@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from utils.config import ConfigError, validate_setting
+from utils.safe_yaml import YamlRefused, parse_yaml
 
 EXAMPLE = "optimizer.lr=0.1"
 
@@ -35,7 +36,9 @@ def parse_override(text: str, *, source: str = "--set") -> tuple[str, Any]:
     if any(not part.strip() for part in key.split(".")):
         raise ConfigError(f"{source} {text!r}: the key {key!r} has an empty part between dots")
     try:
-        value = yaml.safe_load(value_text)
+        value = parse_yaml(value_text)
+    except YamlRefused as err:
+        raise ConfigError(f"{source} {text}: {err}") from None
     except yaml.YAMLError as err:
         problem = " ".join(str(getattr(err, "problem", None) or "invalid YAML").split())  # keep it one line
         raise ConfigError(f"{source} {text}: the value is not valid YAML: {problem}") from None
