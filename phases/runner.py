@@ -25,6 +25,7 @@ from phases.results import phase1_table, phase2_table, recorded_configs, write_r
 from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, distributed, locks
+from utils.atomic import require_writable
 from utils.cli import Args, CLIError
 from utils.config import Config, config_from_dict, dump_config, read_config_file
 from utils.errors import UserError
@@ -149,6 +150,7 @@ def run_from_args(args: Args) -> int:
     cfg.seed = args.seed
     if args.rewind is not None and args.rewind not in cfg.rewind_points:
         raise CLIError(f"--rewind {args.rewind} is not one of the config's rewind_points {cfg.rewind_points}")
+    require_writable(cfg.save_path)  # a read-only save_path: one line now, not a traceback after training
     config_arg = f" -config {shlex.quote(args.config)}" if args.config else ""
     command = f"python experiment.py{config_arg} -seed {args.seed} -pretrain True"
     device = resolve_device(cfg.device)

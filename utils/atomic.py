@@ -63,6 +63,31 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def require_writable(folder: str | os.PathLike, key: str = "save_path") -> None:
+    """Raise a one-line UserError unless ``folder`` (created later if missing) can be written, writing nothing.
+
+    Checked where the folder or its nearest existing parent is: ``access`` reports a read-only file system
+    (EROFS) even to root, and a folder without write permission (EACCES) to anyone else.
+    """
+    from utils.errors import UserError
+
+    path = Path(folder).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{key}: {str(path)!r} cannot be made: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if _read_only(existing) else "is not writable by you"
+        what = f"{str(path)!r} {why}" if existing == path else f"{str(path)!r} cannot be made: {existing} {why}"
+        raise UserError(f"{key}: {what}; choose another with -save_path DIR or in the config")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def is_temp_file(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 

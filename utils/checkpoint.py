@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from utils.atomic import atomic_write
-from utils.errors import UserError
+from utils.errors import UserError, storage_error
 
 _META_KEY = "sparse_rebasin"
 _SUM_KEY = "sparse_rebasin.sha256"
@@ -59,7 +59,13 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
         seen.add(ptr)
     meta_json = json.dumps(meta if meta is not None else {})
     metadata = {_META_KEY: meta_json, _SUM_KEY: tensors_digest(flat, meta_json)}
-    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+    try:
+        atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+    except Exception as err:
+        storage = storage_error(err)  # a full disk as an OSError naming the file, not safetensors' own error type
+        if storage is None or isinstance(err, OSError):
+            raise
+        raise OSError(storage.errno, storage.strerror, str(path)) from None
 
 
 def load_tensors(
