@@ -20,7 +20,7 @@ USAGE_EXAMPLES = """examples:
   python -m sweep 'configs/config_1_*.yaml' -seeds 0-2 --executor slurm --partition gpu --gpus-per-job 1
   python -m sweep configs/config_1_90.yaml -seeds 0,1 --executor local --jobs 4 --gpus 0,1,2,3
   python -m sweep configs/config_1_90.yaml -seeds 0 --study ensemble --executor slurm
-  python -m sweep status runs/
+  python -m sweep status runs/ [--details] [--failed]
 """
 
 
@@ -186,13 +186,17 @@ def run_sweep(argv: list[str]) -> int:
 
 
 def run_status(argv: list[str]) -> int:
-    p = _Parser(prog="python -m sweep status", description="What every sweep under SAVE_PATH has made, is making, "
-                "failed or still lacks; exit status 0 only when everything asked is done.")
+    p = _Parser(prog="python -m sweep status", description="What every (config, seed) under SAVE_PATH (asked by a "
+                "sweep, or run by experiment.py) has made, is making, failed or still lacks: one line each, then "
+                "the totals; exit status 0 only when everything asked is done.")
     p.add_argument("save_path", type=Path)
+    p.add_argument("--details", action="store_true", help="also one line per artifact, with its state")
+    p.add_argument("--failed", action="store_true", help="also each failed job, with the tail of its log")
+    p.add_argument("--tail", type=int, default=10, metavar="N", help="--failed: last N lines of each log (10)")
     args = p.parse_args(argv)
     from sweep.status import status
 
-    report, all_done = status(args.save_path)
+    report, all_done = status(args.save_path, details=args.details, failed=args.failed, tail=args.tail)
     print(report)
     return 0 if all_done else 1
 

@@ -69,8 +69,13 @@ class Record:
         atomic_write_json(self.path, self.data)
 
 
-def _log_paths(job: submitit.Job) -> str:
-    return str(job.paths.stdout)
+def _log_paths(job: submitit.Job, save_path: Path) -> str:
+    """The job's log as the record keeps it: relative to the save_path, so a copied save_path finds its own."""
+    path = Path(job.paths.stdout)
+    try:
+        return str(path.absolute().relative_to(save_path.absolute()))
+    except ValueError:
+        return str(path)
 
 
 # ------------------------------------------------------------------ Slurm
@@ -121,7 +126,7 @@ def submit_slurm(plan: Plan, save_path: Path, launcher: Launcher, record: Record
                 submitted = [ex.submit(StepJob(job_spec(plan, plan.jobs[n]))) for n in names]
             for name, job in zip(names, submitted, strict=True):
                 ids[name] = job.job_id
-                record.update(name, job_id=job.job_id, log=_log_paths(job), state="submitted")
+                record.update(name, job_id=job.job_id, log=_log_paths(job, save_path), state="submitted")
                 print(f"[sweep] submitted {job.job_id:<12} {plan.jobs[name].what:<34} {name}", flush=True)
         record.save()
     return ids
@@ -175,9 +180,9 @@ def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record, p
                 job = ex.submit(StepJob(spec))
                 running[name] = (job, gpu)
                 pending.remove(name)
-                record.update(name, job_id=job.job_id, log=_log_paths(job), state="running")
+                record.update(name, job_id=job.job_id, log=_log_paths(job, save_path), state="running")
                 record.save()
-                print(f"[sweep] started {plan.jobs[name].what:<34} {name}  log {_log_paths(job)}", flush=True)
+                print(f"[sweep] started {plan.jobs[name].what:<34} {name}  log {job.paths.stdout}", flush=True)
         for name, (job, gpu) in list(running.items()):
             if not job.done():
                 continue
@@ -193,11 +198,12 @@ def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record, p
                 failed.add(name)
                 record.update(name, state="failed")
                 last = (str(err).strip().splitlines() or ["?"])[-1]
-                print(f"[sweep] FAILED  {plan.jobs[name].what:<34} {name}: {last}; log {_log_paths(job)}",
+                print(f"[sweep] FAILED  {plan.jobs[name].what:<34} {name}: {last}; log {job.paths.stdout}",
                       flush=True)
             record.save()
         if pending or running:
             time.sleep(poll_s)
+    record.save()
     return not failed
 
 

@@ -1,10 +1,16 @@
-"""``python -m sweep status SAVE_PATH``: what every (config, seed) a sweep asked for has, and lacks.
+"""``python -m sweep status SAVE_PATH``: what every (config, seed) under a save_path has, and lacks.
 
 Each stage is one of: done (its artifact is complete), running (its lock is
 held: by whom), queued (its Slurm job is waiting), failed (its job ended
-without it: the last lines of the job's log, and the log's path) or missing.
-The answer comes from the artifacts themselves and the sweep records, so it
-is right whichever process, job or person made what.
+without it: the last lines of the job's log, and the log's path) or missing
+(not there, and nothing is making it: never made, or deleted after its job
+succeeded). The (config, seed) pairs come from the sweep records and from the
+run directories, so runs made by ``experiment.py`` have a status too. The
+answer comes from the artifacts themselves, always under the SAVE_PATH given:
+a copied or moved save_path reports its own state, not the original's.
+
+The default view is one line per (config, seed); ``--details`` adds a line per
+artifact, ``--failed`` the failed jobs with the tails of their logs.
 """
 
 from __future__ import annotations
@@ -12,16 +18,21 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from phases import graph
 from phases.context import run_dir_name
 from sweep.plan import Target
-from utils.config import config_from_dict
+from utils.config import ConfigError, config_from_dict
+from utils.errors import UserError
 from utils.locks import describe_holder, is_locked, read_holder
 
 STATES = ("done", "running", "queued", "failed", "missing")
+LOGS = Path("sweep") / "logs"
 
 
 def queued_job_ids() -> set[str]:
@@ -41,105 +52,218 @@ def read_records(save_path: Path) -> list[dict[str, Any]]:
     records = []
     for path in sorted((save_path / "sweep" / "records").glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError):
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
             continue
+        if isinstance(data, dict):
+            records.append(data)
     return records
 
 
-def log_tail(log: str | None, lines: int = 3) -> str:
+def log_path(save_path: Path, log: str | None) -> Path | None:
+    """A record's log path under this save_path: relative ones are; old absolute ones are moved under it."""
     if not log:
-        return ""
+        return None
+    path = Path(log)
+    if not path.is_absolute():
+        return save_path / path
+    parts = path.parts
+    for i in range(len(parts) - 1):  # .../sweep/logs/...: the same file in this (maybe copied) save_path
+        if parts[i:i + 2] == LOGS.parts:
+            moved = save_path.joinpath(*parts[i:])
+            if moved.exists() or not path.exists():
+                return moved
+    return path
+
+
+def log_lines(log: Path | None) -> list[str]:
+    if log is None:
+        return []
     texts = []
-    for path in (Path(log), Path(log).with_suffix(".err")):
-        if path.exists():
+    for path in (log, log.with_suffix(".err")):
+        if path.is_file():
             texts += [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return texts
+
+
+def log_tail(log: Path | None, lines: int = 3) -> str:
+    texts = log_lines(log)
     errors = [line for line in texts if line.startswith("error:") or "Error" in line]
     return " | ".join((errors or texts)[-lines:])
 
 
-def job_failed(info: dict[str, Any]) -> bool:
-    if info.get("state") in ("failed", "skipped"):
-        return True
-    log = info.get("log")
-    if not log:
-        return False
-    result = Path(log).parent / Path(log).name.replace("_log.out", "_result.pkl")
-    if result.exists():
-        return True  # a job that ended with a result but not the artifact did not make it
-    err = Path(log).with_suffix(".err")
-    return err.exists() and "Traceback" in err.read_text(errors="replace")
+def job_outcome(name: str, info: dict[str, Any], log: Path | None) -> str:
+    """``succeeded``, ``failed``, ``skipped`` (a job it needed failed) or ``unknown`` (still to run, or its log is
+    gone) for the job that was to make ``name``."""
+    state = info.get("state")
+    if state in ("failed", "skipped"):
+        return state
+    if state == "done":
+        return "succeeded"
+    texts = log_lines(log)
+    if any(f"[sweep] job {name} done" in line for line in texts):
+        return "succeeded"
+    if log is not None and log.parent.joinpath(log.name.replace("_log.out", "_result.pkl")).exists():
+        return "failed"  # ended with a result and no "done" line: its error is in the log
+    return "failed" if any("Traceback" in line for line in texts) else "unknown"
 
 
-def stage_state(art, info: dict[str, Any] | None, queue: set[str]) -> tuple[str, str]:
+def stage_state(art, info: dict[str, Any] | None, queue: set[str], save_path: Path) -> tuple[str, str]:
     if art.complete:
         return "done", ""
     if is_locked(art.lock_path):
         return "running", f"lock held by {describe_holder(read_holder(art.lock_path))}"
-    if info and info.get("job_id"):
-        job_id = str(info["job_id"])
-        if job_id in queue or job_id.split("_")[0] in queue:
-            return "queued", f"Slurm job {job_id}, log {info.get('log')}"
-        if job_failed(info):
-            return "failed", f"job {job_id}: {log_tail(info.get('log'))} (log {info.get('log')})"
+    if not info:
+        return "missing", ""
+    log = log_path(save_path, info.get("log"))
+    job_id = str(info.get("job_id") or "")
+    if job_id and (job_id in queue or job_id.split("_")[0] in queue):
+        return "queued", f"Slurm job {job_id}, log {log}"
+    outcome = job_outcome(art.name, info, log)
+    if outcome == "failed":
+        return "failed", f"job {job_id or '?'}: {log_tail(log)} (log {log})"
+    if outcome == "skipped":
+        return "missing", "skipped: a job it needs failed"
+    if outcome == "succeeded":
+        return "missing", f"its job {job_id or '?'} succeeded (log {log}); deleted since: rerun the sweep to remake it"
     return "missing", ""
 
 
-def study_lines(target: Target, cfg, jobs: dict[str, dict[str, Any]], queue: set[str],
-                states: dict[str, tuple[str, str]]) -> list[str]:
-    """The state of each study's artifacts and report for one target (reports count as artifacts here)."""
+@dataclass
+class Line:
+    stage: str  # dense_A, sparse_lth_k5, "ensemble: member 2", ...
+    artifact: str
+    state: str
+    detail: str
+
+
+def _target(t: dict[str, Any], save_path: Path) -> Target:
+    raw = dict(t["config"])
+    raw["save_path"] = str(save_path)  # this save_path's artifacts, wherever the sweep first wrote them
+    return Target(label=t["label"], config_path=t.get("config_path", ""), raw=raw, seed=t["seed"],
+                  rewinds=list(t.get("rewinds", [])), studies=list(t.get("studies", [])))
+
+
+def run_dir_targets(save_path: Path) -> list[Target]:
+    """The (config, seed) of every run directory (``<label>-<hash>/seed_N/config.yaml``), all its rewind points."""
+    out = []
+    for path in sorted(save_path.glob("*/seed_*/config.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text())
+            raw["save_path"] = str(save_path)
+            cfg = config_from_dict(raw, check_data=False)
+        except (yaml.YAMLError, ConfigError, OSError, TypeError, UnicodeDecodeError):
+            continue  # not a run directory of a config this code can read: nothing to report for it
+        seed = int(path.parent.name.removeprefix("seed_")) if path.parent.name[5:].isdigit() else cfg.seed
+        label = path.parent.parent.name.rsplit("-", 1)[0]
+        studies = sorted(p.stem for p in (path.parent / "studies").glob("*.json"))
+        out.append(Target(label=label, config_path="", raw={**raw, "seed": seed}, seed=seed,
+                          rewinds=list(cfg.rewind_points), studies=studies))
+    return out
+
+
+def collect(save_path: Path) -> tuple[list[Target], dict[str, dict[str, Any]]]:
+    """Every (config, seed) asked for under ``save_path`` (records, then run directories), and the jobs by artifact."""
+    jobs: dict[str, dict[str, Any]] = {}
+    found: dict[tuple[str, int], Target] = {}
+    records = read_records(save_path)
+    candidates = []
+    for rec in records:  # later records win
+        jobs.update({k: v for k, v in (rec.get("jobs") or {}).items() if isinstance(v, dict)})
+        for t in rec.get("targets") or []:
+            try:
+                candidates.append(_target(t, save_path))
+            except (KeyError, TypeError):
+                continue
+    from_records = len(candidates)
+    for i, target in enumerate(candidates + run_dir_targets(save_path)):
+        try:
+            key = (run_dir_name(target.label, target.cfg), target.seed)
+        except ConfigError:
+            continue
+        if key in found and i >= from_records:
+            continue  # the sweep's own rewinds (a sweep of --rewind 5 asks for that one), not all the config's
+        if key in found:
+            old = found[key]
+            old.rewinds = sorted(set(old.rewinds) | set(target.rewinds))
+            old.studies = list(dict.fromkeys([*old.studies, *target.studies]))
+        else:
+            found[key] = target
+    return list(found.values()), jobs
+
+
+def target_lines(target: Target, jobs: dict[str, dict[str, Any]], queue: set[str], save_path: Path,
+                 states: dict[str, tuple[str, str]]) -> list[Line]:
+    """The state of every artifact (and study report) one (config, seed) needs; shared ones looked at once."""
     from phases.studies import get_study
     from sweep.plan import report_job_name
 
+    cfg = target.cfg
+    stages = [(name, art) for name, art in graph.run_artifacts(cfg, target.seed, target.rewinds).items()]
+    for study in target.studies:
+        stages += [(f"{study}: {n.what}", n.artifact) for n in get_study(study).needs(cfg, target.seed)]
     lines = []
-    for name in target.studies:
-        for n in get_study(name).needs(cfg, target.seed):
-            if n.artifact.name not in states:
-                states[n.artifact.name] = stage_state(n.artifact, jobs.get(n.artifact.name), queue)
-            state, detail = states[n.artifact.name]
-            lines.append(f"  {name}: {n.what:<30} {state:<8} {detail}".rstrip())
-        report = Path(cfg.save_path) / run_dir_name(target.label, cfg) / f"seed_{target.seed}" / "studies" / \
-            f"{name}.json"
-        job = report_job_name(target, name)
+    for name, art in stages:
+        if art.name not in states:
+            states[art.name] = stage_state(art, jobs.get(art.name), queue, save_path)
+        lines.append(Line(name, art.name, *states[art.name]))
+    for study in target.studies:
+        report = save_path / run_dir_name(target.label, cfg) / f"seed_{target.seed}" / "studies" / f"{study}.json"
+        job = report_job_name(target, study)
+        info = jobs.get(job) or {}
         state = "done" if report.exists() else "missing"
-        info = jobs.get(job)
-        if state == "missing" and info and info.get("job_id") and str(info["job_id"]).split("_")[0] in queue:
+        if state == "missing" and str(info.get("job_id") or "").split("_")[0] in queue:
             state = "queued"
         states[job] = (state, "")
-        lines.append(f"  {name}: report{'':<24} {state:<8} {report if state == 'done' else ''}".rstrip())
+        lines.append(Line(f"{study}: report", job, state, str(report) if state == "done" else ""))
     return lines
 
 
-def status(save_path: Path) -> tuple[str, bool]:
-    records = read_records(save_path)
-    if not records:
-        return f"no sweep records under {save_path / 'sweep' / 'records'}: nothing was asked here", False
-    jobs: dict[str, dict[str, Any]] = {}
-    targets: dict[str, Target] = {}
-    for rec in records:  # later records win
-        jobs.update(rec.get("jobs", {}))
-        for t in rec.get("targets", []):
-            target = Target(label=t["label"], config_path=t["config_path"], raw=t["config"], seed=t["seed"],
-                            rewinds=t["rewinds"], studies=list(t.get("studies", [])))
-            key = json.dumps([t["label"], t["seed"], t["config"]], sort_keys=True)
-            if key in targets:
-                target.rewinds = sorted(set(targets[key].rewinds) | set(t["rewinds"]))
-                target.studies = list(dict.fromkeys([*targets[key].studies, *target.studies]))
-            targets[key] = target
-    queue = queued_job_ids()
-    lines, states = [], {}
-    for target in targets.values():
-        cfg = config_from_dict(target.raw, check_data=False)
-        lines.append(f"{run_dir_name(target.label, cfg)}/seed_{target.seed}")
-        for name, art in graph.run_artifacts(cfg, target.seed, target.rewinds).items():
-            if art.name not in states:  # shared artifacts are looked at once
-                states[art.name] = stage_state(art, jobs.get(art.name), queue)
-            state, detail = states[art.name]
-            lines.append(f"  {name:<22} {state:<8} {detail}".rstrip())
-        lines += study_lines(target, cfg, jobs, queue, states)
-    counts = {s: sum(1 for st, _ in states.values() if st == s) for s in STATES}
-    total = len(states)
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    lines.append(f"totals over {total} distinct artifacts: {summary}")
-    return "\n".join(lines), counts["done"] == total
+def counts_text(states: list[str]) -> str:
+    done = states.count("done")
+    rest = [f"{states.count(s)} {s}" for s in STATES[1:] if states.count(s)]
+    return "  ".join([f"{f'{done}/{len(states)}':>7} done", *rest])
 
+
+def status(save_path: Path, details: bool = False, failed: bool = False, tail: int = 10) -> tuple[str, bool]:
+    """The report for people, and whether everything asked for under ``save_path`` is done."""
+    if not save_path.is_dir():
+        raise UserError(f"{save_path} is not a directory: give the save_path of a sweep or of experiment.py runs")
+    targets, jobs = collect(save_path)
+    if not targets:
+        return (f"nothing asked for under {save_path}: no sweep records (sweep/records/) and no run directories "
+                "(<config>-<hash>/seed_N/config.yaml)"), False
+    queue = queued_job_ids()
+    states: dict[str, tuple[str, str]] = {}
+    per_target = [(t, target_lines(t, jobs, queue, save_path, states)) for t in targets]
+    width = max(len(f"{run_dir_name(t.label, t.cfg)}/seed_{t.seed}") for t in targets)
+    out = [f"{len(targets)} (config, seed) pairs under {save_path}"]
+    for target, lines in per_target:
+        name = f"{run_dir_name(target.label, target.cfg)}/seed_{target.seed}"
+        out.append(f"{name:<{width}}  {counts_text([line.state for line in lines])}")
+        if details:
+            out += [f"  {line.stage:<28} {line.state:<8} {line.detail}".rstrip() for line in lines]
+    all_states = [s for s, _ in states.values()]
+    out.append(f"totals over {len(states)} distinct artifacts: "
+               + ", ".join(f"{all_states.count(s)} {s}" for s in STATES if all_states.count(s)))
+    if failed:
+        out += failed_section(per_target, jobs, save_path, tail)
+    elif "failed" in all_states:
+        out.append(f"the failed jobs and their logs: python -m sweep status {save_path} --failed")
+    return "\n".join(out), all_states.count("done") == len(states)
+
+
+def failed_section(per_target: list[tuple[Target, list[Line]]], jobs: dict[str, dict[str, Any]], save_path: Path,
+                   tail: int) -> list[str]:
+    out, seen = [], set()
+    for target, lines in per_target:
+        for line in lines:
+            if line.state != "failed" or line.artifact in seen:
+                continue
+            seen.add(line.artifact)
+            info = jobs.get(line.artifact) or {}
+            log = log_path(save_path, info.get("log"))
+            out.append(f"FAILED {line.stage} ({line.artifact}) of {target.label}/seed_{target.seed}: "
+                       f"job {info.get('job_id') or '?'}, log {log}")
+            out += [f"    {text}" for text in log_lines(log)[-tail:]]
+    return ["", *out] if out else ["no failed jobs"]

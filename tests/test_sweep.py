@@ -142,10 +142,16 @@ def test_slurm_without_sbatch_is_one_line(tmp_path, fake_cifar10):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, fake_cifar10):
+def byhand(tmp_path_factory, fake_cifar10) -> tuple[dict, Path]:
+    """The numbers of experiment.py run by hand for both configs and seeds 0, 1, and its save_path."""
     tmp = tmp_path_factory.mktemp("byhand")
     names = write_configs(tmp, fake_cifar10, tmp / "unused")
-    return by_hand(tmp, names, [0, 1], tmp / "byhand")
+    return by_hand(tmp, names, [0, 1], tmp / "byhand"), tmp / "byhand"
+
+
+@pytest.fixture(scope="module")
+def reference(byhand) -> dict:
+    return byhand[0]
 
 
 def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference):
@@ -167,10 +173,40 @@ def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference
     victim = sorted((save / "artifacts").glob("sparse-*"))[0]
     shutil.rmtree(victim)
     with exclusive(save / "artifacts" / ".locks" / f"{victim.name}.lock", victim.name):
-        status = run_sweep(tmp_path, "status", str(save))
+        status = run_sweep(tmp_path, "status", str(save), "--details")
     assert status.returncode == 1
     (line,) = [line for line in status.stdout.splitlines() if " running " in line]
     assert f"pid {os.getpid()} " in line
+    # Deleted after its job succeeded: missing (not failed), naming the job's log, and exit 1.
+    status = run_sweep(tmp_path, "status", str(save), "--details")
+    assert status.returncode == 1 and " failed" not in status.stdout
+    (line,) = [line for line in status.stdout.splitlines() if " missing " in line]
+    assert "succeeded" in line and "deleted since" in line
+
+
+def test_status_of_experiment_py_runs_reads_their_run_directories(byhand):
+    _, save = byhand
+    status = run_sweep(save.parent, "status", str(save))
+    assert status.returncode == 0, status.stdout
+    lines = status.stdout.splitlines()
+    pairs = [line for line in lines if "/seed_" in line]
+    assert len(pairs) == 4 and all(re.search(r"  8/8 done$", line) for line in pairs)
+    assert lines[-1] == "totals over 24 distinct artifacts: 24 done"
+
+
+def test_status_of_a_copied_save_path_reports_the_copy(byhand, tmp_path):
+    _, save = byhand
+    copy = tmp_path / "moved"
+    shutil.copytree(save, copy)
+    victim = sorted((copy / "artifacts").glob("imp-*"))[0]
+    shutil.rmtree(victim)
+    status = run_sweep(tmp_path, "status", str(copy), "--details")
+    assert status.returncode == 1
+    missing = [line for line in status.stdout.splitlines() if " missing" in line and line.startswith("  ")]
+    assert [line.split()[:2] for line in missing] == [["imp", "missing"]]  # of one (config, seed)
+    assert "totals over 24 distinct artifacts: 23 done, 1 missing" in status.stdout
+    original = run_sweep(tmp_path, "status", str(save))
+    assert original.returncode == 0
 
 
 def test_status_names_missing_and_failed_stages(tmp_path, fake_cifar10):
@@ -182,11 +218,16 @@ def test_status_names_missing_and_failed_stages(tmp_path, fake_cifar10):
     proc = run_sweep(tmp_path, "bad.yaml", "-seeds", "0", "--executor", "local", "-threads", "1")
     assert proc.returncode == 1
     assert "FAILED" in proc.stdout and "skipped" in proc.stdout
-    status = run_sweep(tmp_path, "status", str(save))
+    status = run_sweep(tmp_path, "status", str(save), "--details")
     assert status.returncode == 1
-    failed = [line for line in status.stdout.splitlines() if " failed " in line]
+    failed = [line for line in status.stdout.splitlines() if " failed " in line and line.startswith("  ")]
     assert failed and all("diverged" in line and "_log.out" in line for line in failed[:1])
     assert re.search(r"totals over \d+ distinct artifacts: .*failed", status.stdout)
+    assert "--failed" in status.stdout.splitlines()[-1]
+    tails = run_sweep(tmp_path, "status", str(save), "--failed")
+    assert tails.returncode == 1
+    assert re.search(r"^FAILED dense_A \(dense-[0-9a-f]{12}\) of bad/seed_0: job \S+, log ", tails.stdout, re.M)
+    assert "diverged" in tails.stdout.split("FAILED dense_A", 1)[1]
 
 
 # ------------------------------------------------------------------ Slurm
