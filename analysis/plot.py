@@ -477,4 +477,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils.errors import run_command
+
+    sys.exit(run_command(main, "nothing was written"))

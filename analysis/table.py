@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -28,7 +27,9 @@ from typing import Any
 import yaml
 
 from analysis.provenance import differing, provenance_table
+from analysis.results_file import read_results
 from models.registry import display_name
+from utils.errors import run_command
 
 RUN_ORDER = ("lth", "naive", "permuted", "random")
 RUN_ORDER += tuple(r + "+rescale" for r in RUN_ORDER)  # rescaled initialization (sparse.rescale_init)
@@ -60,11 +61,7 @@ def find_runs(save_path: Path) -> dict[str, list[SeedRun]]:
     by_hash: dict[str, list[SeedRun]] = defaultdict(list)
     labels: dict[str, str] = {}
     for path in sorted(save_path.glob("*/seed_*/results.json")):
-        try:
-            res = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            print(f"skipping unreadable {path}", file=sys.stderr)
-            continue
+        res = read_results(path)  # a damaged file stops the table: skipping it would silently drop a seed
         # Results written before run directories carried the hash: the folder name stands in for it.
         h = res.get("config_hash") or path.parent.parent.name
         by_hash[h].append(SeedRun(path.parent, res, _read_config(path.parent)))
@@ -237,4 +234,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "nothing was written"))

@@ -49,15 +49,31 @@ def queued_job_ids() -> set[str]:
 
 
 def read_records(save_path: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted((save_path / "sweep" / "records").glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-            continue
-        if isinstance(data, dict):
-            records.append(data)
-    return records
+    """Every sweep record under ``save_path``; a damaged one (binary, truncated, empty, misshapen) is a one-line
+    UserError naming it: skipped, its targets would silently vanish from the status."""
+    return [read_record(path) for path in sorted((save_path / "sweep" / "records").glob("*.json"))]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    def damaged(why: str) -> UserError:
+        return UserError(f"sweep record {path} is damaged ({why}); delete it and rerun the sweep command that "
+                         "wrote it (finished artifacts are kept and reused)")
+
+    try:
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not a text file") from None
+    except json.JSONDecodeError as err:
+        raise damaged("empty" if not err.doc.strip() else f"not valid JSON: {err.msg} at line {err.lineno}") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("jobs"), dict) or not isinstance(rec.get("targets"), list):
+        raise damaged("not a mapping with 'jobs' and 'targets'")
+    for t in rec["targets"]:
+        if not (isinstance(t, dict) and isinstance(t.get("label"), str) and isinstance(t.get("config"), dict)
+                and isinstance(t.get("seed"), int) and isinstance(t.get("rewinds", []), list)):
+            raise damaged("a target lacks its label, config or seed")
+    if not all(isinstance(info, dict) for info in rec["jobs"].values()):
+        raise damaged("a job entry is not a mapping")
+    return rec
 
 
 def log_path(save_path: Path, log: str | None) -> Path | None:
