@@ -13,6 +13,12 @@ One figure per model and dataset ("family"), named ``<figure>-<family>.png``:
   (dashed) and after (solid) matching, one colour per width (Fig. 3).
 * ``width_trend``: LTH − permuted and permuted − naive (per seed, averaged over the rewind points k > 0), and
   the test loss barrier after matching, against width. Needs two widths.
+* ``training_curves-<config>-seed_<N>`` (one per run directory; ``--no-training-curves`` skips them): training
+  loss and test accuracy per epoch of dense A and B, the IMP rounds and the sparse runs, from ``metrics.jsonl``.
+
+Panels are titled by what their config computes (``ResNet20×4, CIFAR-10, 90 % (3 seeds)``), with the settings
+that tell apart two configs described alike; panels of one quantity share their y-axis; the legend and titles are
+fitted inside the figure; a spread over one seed is called "1 seed, no std".
 
 A figure that the runs cannot fill is not drawn; one line says why. Every CSV has the columns
 ``panel, quantity, series, <x>, mean, std, seeds`` (x is ``k``, ``sparsity``, ``alpha`` or ``width``): one
@@ -24,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import re
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +48,9 @@ matplotlib.use("Agg")  # files only: no display on the machines that run studies
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from analysis.figure_fit import fit_to_figure  # noqa: E402
 from analysis.table import RUN_ORDER, SeedRun, Setting, find_runs, setting_of  # noqa: E402
 
 RUN_STYLE = {
@@ -99,13 +108,65 @@ def width_label(setting: Setting) -> str:
     return f"{setting.width} hidden" if setting.model == "MLP" else f"×{setting.width}"
 
 
-def config_title(cfg: Config) -> str:
-    s = cfg.setting
-    parts = [f"{s.model or '?'} {width_label(s)}"]
-    if s.sparsity is not None:
-        parts.append(f"{100 * s.sparsity:g}% sparse")
-    n = len(cfg.seeds)
-    return f"{cfg.label}: {', '.join(parts)} ({n} seed{'s' if n != 1 else ''})"
+def describe(setting: Setting) -> str:
+    """What a config computes, as a paper would caption it: ``ResNet20×4, CIFAR-10, 90 %``."""
+    if setting.model is None:
+        return "unknown model (no config.yaml)"
+    if setting.model == "MLP":
+        model = f"MLP ({setting.width} hidden)" if setting.width is not None else "MLP"
+    elif setting.width is None or setting.model not in ("ResNet20", "ResNet50", "VGG11"):
+        model = setting.model
+    else:
+        model = f"{setting.model}×{setting.width}"
+    parts = [model, DATASET_NAMES.get(setting.dataset or "", setting.dataset or "?")]
+    if setting.sparsity is not None:
+        parts.append(f"{100 * setting.sparsity:g} %")
+    return ", ".join(parts)
+
+
+def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# Keys that say where or how a run went, not what it computed: never what tells two panels apart.
+_NOT_SETTINGS = ("save_path", "dataset_root", "device", "threads", "num_workers", "seed", "tracking", "project",
+                 "entity", "eval_every", "compile", "rewind_points", "sparse.", "studies.")
+
+
+def seeds_text(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
+def config_titles(group: list[Config]) -> dict[str, str]:
+    """Each config's panel title: its description, plus the settings that tell it from a config described alike."""
+    titles = {c.label: describe(c.setting) for c in group}
+    for text in set(titles.values()):
+        same = [c for c in group if titles[c.label] == text]
+        if len(same) < 2:
+            continue
+        flats = [_flat(c.seeds[0].config) for c in same]
+        keys = sorted({k for f in flats for k in f if not k.startswith(_NOT_SETTINGS)
+                       and len({json.dumps(g.get(k), sort_keys=True) for g in flats}) > 1})
+        for c, f in zip(same, flats, strict=True):
+            extra = ", ".join(f"{k} {f.get(k)}" for k in keys[:2]) or c.label
+            titles[c.label] = f"{text}\n{extra}"
+    return {c.label: f"{titles[c.label]} ({seeds_text(len(c.seeds))})" for c in group}
+
+
+def spread_text(counts: Iterable[int]) -> str:
+    """What the bands and bars are: "mean ± std over 3 seeds", and "1 seed, no std" where there is one."""
+    counts = sorted(set(counts))
+    if counts == [1]:
+        return "1 seed, no std"
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    note = "; no std where 1" if counts[0] == 1 else ""
+    return f"mean ± std over {n} seeds{note}"
 
 
 def stats(values: list[float]) -> tuple[float, float | None]:
@@ -137,28 +198,41 @@ def unique_phase1(seeds: Iterable[SeedRun]) -> list[SeedRun]:
     return out
 
 
-def new_figure(panels: int, ncols: int) -> tuple[Figure, list[Any]]:
+def new_figure(panels: int, ncols: int, sharey: bool = False) -> tuple[Figure, list[Any]]:
     ncols = max(1, min(ncols, panels))
     nrows = math.ceil(panels / ncols)
     # One panel is too narrow for the legend below it: that legend goes to the right (see add_legend).
     extra = LEGEND_W if panels == 1 else 0.0
     fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols + extra, PANEL_H * nrows + 1.2),
-                             squeeze=False, layout="constrained")
+                             squeeze=False, layout="constrained", sharey=sharey)
     flat = list(axes.flat)
     for ax in flat[panels:]:
         ax.set_visible(False)
+    if sharey:  # a shared axis still labels every panel: each reads on its own
+        for ax in flat[:panels]:
+            ax.yaxis.set_tick_params(labelleft=True)
     return fig, flat[:panels]
 
 
 def draw_series(ax: Any, xs: list[float], means: list[float], stds: list[float | None], *, label: str, color: str,
-                marker: str = "o", linestyle: str = "-", annotate: bool = False) -> None:
-    """A line with a ± std band; one point becomes a marker with an error bar, since a band needs two."""
+                marker: str = "o", linestyle: str = "-", annotate: bool = False, hollow: bool = False,
+                band: bool = True) -> None:
+    """A line with a ± std band (or error bars, ``band=False``); one point becomes a marker with an error bar.
+
+    ``hollow`` draws open markers, so two series of one colour differ in more than their dash pattern.
+    """
+    face = "white" if hollow else color
     if len(xs) > 1:
-        ax.plot(xs, means, linestyle=linestyle, marker=marker, markersize=4, color=color, label=label)
+        ax.plot(xs, means, linestyle=linestyle, marker=marker, markersize=5, color=color, label=label,
+                markerfacecolor=face, markeredgecolor=color)
         if any(s is not None for s in stds):
-            lo = [m - (s or 0.0) for m, s in zip(means, stds, strict=True)]
-            hi = [m + (s or 0.0) for m, s in zip(means, stds, strict=True)]
-            ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
+            if band:
+                lo = [m - (s or 0.0) for m, s in zip(means, stds, strict=True)]
+                hi = [m + (s or 0.0) for m, s in zip(means, stds, strict=True)]
+                ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
+            else:
+                ax.errorbar(xs, means, yerr=[s or 0.0 for s in stds], fmt="none", ecolor=color, capsize=2,
+                            linewidth=0.8)
     else:
         ax.errorbar(xs, means, yerr=[stds[0]] if stds[0] is not None else None, fmt=marker, color=color,
                     capsize=5, markersize=7, label=label)
@@ -169,13 +243,19 @@ def draw_series(ax: Any, xs: list[float], means: list[float], stds: list[float |
 
 
 def add_legend(fig: Figure, axes: list[Any], title: str, ncols: int = 3) -> None:
-    """One legend for all panels (they share their series), and the title on two lines so it never gets cut."""
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(axes) == 1:
-        fig.legend(handles, labels, loc="outside right center", fontsize=9)
-    else:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols), fontsize=9)
+    """One legend for every series of every panel, and the title; both are fitted inside the figure.
+
+    Series are collected from all panels (a series drawn in one panel only still gets its entry), once per label.
+    """
+    handles, labels, seen = [], [], set()
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in seen:
+                seen.add(label)
+                handles.append(handle)
+                labels.append(label)
     fig.suptitle(title)
+    fit_to_figure(fig, handles, labels, right=len(axes) == 1, ncols=min(len(labels), ncols))
 
 
 def by_family(configs: list[Config]) -> dict[tuple[str, str], list[Config]]:
@@ -208,19 +288,19 @@ def figure_acc_vs_k(configs: list[Config]) -> list[Plot | Skip]:
         if not group:
             out.append(Skip(name, f"no finished sparse run for {family_name(family)}"))
             continue
-        fig, axes = new_figure(len(group), ncols=4)
+        fig, axes = new_figure(len(group), ncols=4, sharey=True)
         plot = Plot(name, fig, "k")
         single_k = all(len({k for s in c.seeds for k in s.results.get("sparse", {})}) == 1 for c in group)
+        panel_titles = config_titles(group)
         for ax, cfg in zip(axes, group, strict=True):
-            panel = config_title(cfg)
+            panel = panel_titles[cfg.label]
             ks = sorted({k for s in cfg.seeds for k in s.results.get("sparse", {})}, key=int)
             dense = [s.results["dense"]["A"]["accuracy"] for s in cfg.seeds if "A" in s.results.get("dense", {})]
             if dense:
                 m, sd = stats(dense)
                 ax.axhline(m, color="black", linestyle="--", linewidth=1.2, label="dense A (trained)")
-                if single_k:
-                    ax.annotate(f"dense A {m:.2f}", (1, m), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                                textcoords="offset points", ha="right", va="bottom", fontsize=9)
+                ax.annotate(f"dense A {m:.2f}", (1, m), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                            textcoords="offset points", ha="right", va="bottom", fontsize=9)
                 plot.rows.append({"panel": panel, "quantity": "test accuracy (%)", "series": "dense A", "k": "",
                                   "mean": m, "std": sd, "seeds": len(dense)})
             for run in runs_present([cfg]):
@@ -242,7 +322,12 @@ def figure_acc_vs_k(configs: list[Config]) -> list[Plot | Skip]:
                 k = int(ks[0])
                 ax.set_xticks([k])
                 ax.set_xlim(k - 1, k + 2.2)
-        add_legend(fig, axes, f"{family_name(family)}\nsparse training from rewind point k (mean ± std over seeds)")
+            elif len(ks) <= 6:
+                ax.set_xticks([int(k) for k in ks])
+            else:  # rewind points are whole epochs: never a tick at 2.5
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        spread = spread_text(len(c.seeds) for c in group)
+        add_legend(fig, axes, f"{family_name(family)}\nsparse training from rewind point k ({spread})")
         out.append(plot)
     return out
 
@@ -269,7 +354,7 @@ def figure_acc_vs_sparsity(configs: list[Config]) -> list[Plot | Skip]:
             if not ks:
                 out.append(Skip(name, f"{family_name(family)} {wl}: no rewind point was run at two sparsities"))
                 continue
-            fig, axes = new_figure(len(ks), ncols=3)
+            fig, axes = new_figure(len(ks), ncols=3, sharey=True)
             plot = Plot(name, fig, "sparsity")
             for ax, k in zip(axes, ks, strict=True):
                 panel = f"k = {k}"
@@ -290,8 +375,9 @@ def figure_acc_vs_sparsity(configs: list[Config]) -> list[Plot | Skip]:
                 ax.set_ylabel("test accuracy (%)")
                 ax.set_xticks([100 * s for s in sparsities])
                 ax.grid(alpha=0.3)
+            spread = spread_text(len(c.seeds) for c in cfgs)
             add_legend(fig, axes, f"{family_name(family)} {wl}\n"
-                                  "accuracy against sparsity per rewind point k (mean ± std over seeds)")
+                                  f"accuracy against sparsity per rewind point k ({spread})")
             out.append(plot)
     return out
 
@@ -303,6 +389,32 @@ def _curve_stats(seeds: list[SeedRun], side: str, key: str) -> list[tuple[float,
         for point in s.results.get("matching", {}).get(side, []):
             at[round(point["alpha"], 9)].append(point[key])
     return [(a, *stats(v), len(v)) for a, v in sorted(at.items())]
+
+
+WIDTH_MARKERS = ("o", "s", "D", "^", "v", "P")
+# Before matching: dashed, open markers; after: solid, filled. Told apart by line, marker and fill, not by dash alone.
+WHEN = (("curve_before", "before matching", "--", True), ("curve_after", "after matching", "-", False))
+
+
+def alpha_zero_note(seeds: list[SeedRun]) -> str | None:
+    """A note when the path's α = 0 point differs from dense A as trained, which a reader would take them to be.
+
+    Every point of the path, the ends included, is measured after BatchNorm statistics are re-estimated on
+    training batches; dense A's accuracy in results.json is the trained model's, with its own running statistics.
+    """
+    pairs = []
+    for s in seeds:
+        curve = s.results.get("matching", {}).get("curve_after") or []
+        start = [p for p in curve if abs(p["alpha"]) < 1e-9]
+        dense = s.results.get("dense", {}).get("A", {}).get("accuracy")
+        if start and dense is not None:
+            pairs.append((start[0]["test_accuracy"], dense))
+    if not pairs or max(abs(a - d) for a, d in pairs) < 0.5:
+        return None
+    path = statistics.fmean(a for a, _ in pairs)
+    dense = statistics.fmean(d for _, d in pairs)
+    return (f"Note: at α = 0 the path is A with its BatchNorm statistics re-estimated on training batches, as at "
+            f"every α: {path:.2f} % test accuracy, against {dense:.2f} % for dense A as trained (results.json).")
 
 
 def figure_interpolation(configs: list[Config]) -> list[Plot | Skip]:
@@ -328,13 +440,15 @@ def figure_interpolation(configs: list[Config]) -> list[Plot | Skip]:
         for ax, (key, quantity) in zip(axes, quantities, strict=True):
             for i, width in enumerate(widths):
                 color = colors(0.1 + 0.75 * i / max(1, len(widths) - 1)) if len(widths) > 1 else "tab:blue"
-                for side, when, ls in (("curve_before", "before", "--"), ("curve_after", "after", "-")):
+                for side, when, ls, hollow in WHEN:
                     pts = _curve_stats(by_width[width], side, key)
                     if not pts:
                         continue
-                    series = f"{labels[width]}, {when} matching"
+                    series = f"{labels[width]}, {when}" if len(widths) > 1 else when
+                    # Several widths: bands would pile up, so error bars; one width keeps its two bands.
                     draw_series(ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], label=series,
-                                color=color, linestyle=ls, marker="o" if when == "after" else ".")
+                                color=color, linestyle=ls, marker=WIDTH_MARKERS[i % len(WIDTH_MARKERS)],
+                                hollow=hollow, band=len(widths) == 1)
                     for a, m, sd, n in pts:
                         plot.rows.append({"panel": quantity, "quantity": quantity, "series": series, "alpha": a,
                                           "mean": m, "std": sd, "seeds": n})
@@ -343,9 +457,13 @@ def figure_interpolation(configs: list[Config]) -> list[Plot | Skip]:
             ax.set_ylabel(quantity)
             ax.set_xlim(0, 1)
             ax.grid(alpha=0.3)
-        n = max(len(s) for s in by_width.values())
-        add_legend(fig, axes, f"{family_name(family)}\nthe straight path between the two dense models "
-                              f"(mean ± std over {n} seed{'s' if n != 1 else ''})", ncols=4)
+        spread = spread_text(len(s) for s in by_width.values())
+        what = labels[widths[0]] if len(widths) == 1 else "one colour and marker per width"
+        note = alpha_zero_note([s for seeds in by_width.values() for s in seeds])
+        if note:
+            fig.supxlabel(note, fontsize=8)
+        add_legend(fig, axes, f"{family_name(family)} ({what})\nthe straight path between the two dense models "
+                              f"({spread})", ncols=max(2, len(widths)))  # a column per width: before above after
         out.append(plot)
     return out
 
@@ -372,6 +490,7 @@ def figure_width_trend(configs: list[Config]) -> list[Plot | Skip]:
             out.append(Skip(name, f"{family_name(family)} has one width only ({found}); this figure needs two or more"))
             continue
         fig, axes = new_figure(3, ncols=3)
+        axes[1].sharey(axes[0])  # both gaps are accuracy differences in points: one scale
         plot = Plot(name, fig, "width")
         sparsities = sorted({c.setting.sparsity for c in group if c.setting.sparsity is not None})
         colors = plt.get_cmap("plasma")
@@ -422,8 +541,9 @@ def figure_width_trend(configs: list[Config]) -> list[Plot | Skip]:
             ax.minorticks_off()
             ax.set_xlabel("width")
             ax.grid(alpha=0.3)
+        spread = spread_text(len(unique_phase1(c.seeds)) for c in group)
         add_legend(fig, axes, f"{family_name(family)}\nhow the gaps and the barrier change with width "
-                              "(mean ± std over seeds)", ncols=4)
+                              f"({spread})", ncols=4)
         out.append(plot)
     return out
 
@@ -460,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the save_path of the runs (holds <config>/seed_<N>/; default: runs)")
     p.add_argument("--out", type=Path, help="where the figures go (default: SAVE_PATH/figures)")
     p.add_argument("--pdf", action="store_true", help="also save each figure as PDF")
+    p.add_argument("--no-training-curves", action="store_true",
+                   help="skip the training_curves figure of every run directory (one per config and seed)")
     args = p.parse_args(argv)
     configs = load_configs(args.save_path)
     if not configs:
@@ -467,13 +589,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.save_path / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    for make in FIGURES:
-        for item in make(configs):
-            if isinstance(item, Skip):
-                print(f"skipped {item.name}: {item.reason}")
-            else:
-                print("wrote " + ", ".join(str(p) for p in write_plot(item, out, args.pdf)))
+    items: list[Plot | Skip] = [item for make in FIGURES for item in make(configs)]
+    curves = iter(()) if args.no_training_curves else training_curve_figures(configs)
+    for item in itertools.chain(items, curves):
+        if isinstance(item, Skip):
+            print(f"skipped {item.name}: {item.reason}")
+        else:
+            print("wrote " + ", ".join(str(p) for p in write_plot(item, out, args.pdf)))
     return 0
+
+
+def training_curve_figures(configs: list[Config]) -> Iterator[Plot | Skip]:
+    """One ``training_curves`` figure per run directory (config and seed), drawn one at a time: a sweep has many."""
+    from analysis.training_curves import figure_training_curves  # it builds on this module's helpers
+
+    for cfg in configs:
+        for run in sorted(cfg.seeds, key=lambda s: s.path.name):
+            name = f"training_curves-{cfg.label}-{run.path.name}"
+            seed = run.results.get("seed", run.path.name.removeprefix("seed_"))
+            yield figure_training_curves(run.path, name, f"{describe(cfg.setting)}, seed {seed}")
 
 
 if __name__ == "__main__":

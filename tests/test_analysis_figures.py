@@ -134,6 +134,11 @@ def test_figures_are_non_empty_pngs_with_csv_and_pdf(made):
 
 def test_skipped_figures_are_announced_with_a_reason(made):
     skipped = [line for line in made.lines if line.startswith("skipped ")]
+    # these results.json were written by hand, without metrics.jsonl: no run directory has training curves
+    curves = [line for line in skipped if line.startswith("skipped training_curves-")]
+    assert len(curves) == len(WIDTHS) * len(SPARSITIES) * len(SEEDS) + len(DEMO)
+    assert all("holds no per-epoch records" in line for line in curves)
+    skipped = [line for line in skipped if line not in curves]
     assert sorted(line.split(":")[0] for line in skipped) == [
         "skipped acc_vs_sparsity-mlp-fashion-mnist-w512", "skipped interpolation-mlp-fashion-mnist",
         "skipped width_trend-mlp-fashion-mnist"]
@@ -149,7 +154,9 @@ def test_acc_vs_k_csv_holds_each_config_k_and_run(made):
     assert len(rows) == 4 * (1 + 3 * len(KS))  # per config: dense A, then 3 runs x 3 rewind points
     for width in WIDTHS:
         for sparsity in SPARSITIES:
-            panel = [r for r in rows if r["panel"].startswith(f"configs__config_{width}_{round(100 * sparsity)}:")]
+            # the panel is captioned by what the config computes, not by its file name
+            title = f"ResNet20×{width}, CIFAR-10, {round(100 * sparsity)} % ({len(SEEDS)} seeds)"
+            panel = [r for r in rows if r["panel"] == title]
             assert panel[0]["series"] == "dense A" and panel[0]["k"] == ""
             assert_row(panel[0], [85.0 + width + 0.5 * s for s in SEEDS])
             got = {(r["series"], int(r["k"])): r for r in panel[1:]}
@@ -162,7 +169,7 @@ def test_acc_vs_k_with_one_rewind_point_and_one_config(made):
     rows = read(made, "acc_vs_k-mlp-fashion-mnist")
     assert [(r["series"], r["k"]) for r in rows] == [("dense A", ""), ("lth", "1"), ("naive", "1"),
                                                      ("permuted", "1"), ("random", "1")]
-    assert rows[0]["panel"] == "demo: MLP 512 hidden, 97% sparse (3 seeds)"
+    assert rows[0]["panel"] == "MLP (512 hidden), Fashion-MNIST, 97 % (3 seeds)"
     assert_row(rows[0], list(DEMO_DENSE.values()))
     for i, row in enumerate(rows[1:]):
         assert_row(row, [accs[i] for accs in DEMO.values()])

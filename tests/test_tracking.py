@@ -314,3 +314,31 @@ def test_a_sweeps_jobs_each_log_their_trainings_into_one_group(tmp_path, fake_ci
     results_runs = [r for r in runs if r.name == "results"]
     assert len({r.id for r in results_runs}) == 1 and len(results_runs) > 1  # each job resumed the same run
     assert {p.name for p in (rdir / "tensorboard").iterdir()} >= set(trainings)
+
+
+def test_tracking_says_where_the_curves_go_when_it_starts(tmp_path, monkeypatch, capsys):
+    """One line per backend when it starts: backend, project, where offline runs go and the command to sync them."""
+    from tracking.tracker import RunInfo
+    from tracking.wandb_backend import WandbBackend
+
+    cfg = config_from_dict(tiny_config(Path("/nonexistent"), tmp_path, tracking=["tensorboard"]), check_data=False)
+    tracker = Tracker.for_run(cfg, 0, tmp_path / "run")
+    for epoch in (1, 2):
+        tracker.log_epoch({"run": "dense_A", "epoch": epoch, "train_loss": 0.5, "test_accuracy": 50.0}, tmp_path)
+    tracker.close()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[tracking]")]
+    board = tmp_path / "run" / "tensorboard"
+    assert lines == [f"[tracking] tensorboard: event files under {board}; view them with: tensorboard --logdir "
+                     f"{board}"]
+
+    info = RunInfo(run_dir=tmp_path / "run", group="cfg-abc-seed_0", seed=0, project="proj", entity="team")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    line = WandbBackend(info).start_line()
+    runs = tmp_path / "run" / "wandb" / "offline-run-*"
+    assert line.startswith("wandb offline (project proj, entity team, group cfg-abc-seed_0)")
+    assert f"runs are written to {runs}" in line and line.endswith(f"wandb sync {runs}")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    assert f"wandb sync {tmp_path / 'elsewhere' / 'wandb' / 'offline-run-*'}" in WandbBackend(info).start_line()
+    monkeypatch.delenv("WANDB_MODE")
+    assert WandbBackend(info).start_line().startswith("wandb online (project proj, entity team")

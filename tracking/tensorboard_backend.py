@@ -35,6 +35,9 @@ class TensorBoardBackend:
         self.training: str | None = None
         self.writer: Any = None
 
+    def start_line(self) -> str:
+        return f"tensorboard: event files under {self.root}; view them with: tensorboard --logdir {self.root}"
+
     def log_epoch(self, training: str, stage: str, record: dict[str, Any], artifact_dir: Path) -> None:
         step = int(record["epoch"])
         if training != self.training:

@@ -102,6 +102,12 @@ class Tracker:
             self._live = {}
             for name in self.wanted:
                 self._guard(name, lambda name=name: self._live.__setitem__(name, make_backend(name, self.info)))
+            for backend in self._live.values():
+                # Say where the curves go, once per run directory and process: a user should not have to guess
+                # whether tracking is on, where offline runs landed, or how to see or upload them.
+                start = getattr(backend, "start_line", None)
+                if start is not None:
+                    print(f"[tracking] {start()}", flush=True)
         return self._live
 
     def _guard(self, name: str, action: Callable[[], None]) -> None:

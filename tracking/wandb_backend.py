@@ -51,6 +51,19 @@ class WandbBackend:
         self._state_path: Path | None = None
         self._state: dict[str, Any] = {}
 
+    def start_line(self) -> str:
+        """What the log says when wandb starts: mode, project, group, and for offline runs where and how to sync."""
+        mode = (os.environ.get("WANDB_MODE") or "online").lower()
+        where = f"project {self.info.project}" + (f", entity {self.info.entity}" if self.info.entity else "")
+        where += f", group {self.info.group}"
+        if mode == "offline":
+            runs = Path(os.environ.get("WANDB_DIR") or self.info.run_dir) / "wandb" / "offline-run-*"
+            return (f"wandb offline ({where}): runs are written to {runs}; upload them later from a machine "
+                    f"that is online with: wandb sync {runs}")
+        if mode in ("disabled", "dryrun"):
+            return f"wandb {mode} ({where}): nothing is logged or written by wandb"
+        return f"wandb online ({where}): each training is a run of that group, logged as it trains"
+
     def _dir(self) -> str:
         folder = Path(os.environ.get("WANDB_DIR") or self.info.run_dir)
         folder.mkdir(parents=True, exist_ok=True)
