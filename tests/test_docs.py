@@ -93,7 +93,13 @@ def _expand_braces(pattern: str) -> list[str]:
     return [x for alt in m.group(1).split(",") for x in _expand_braces(pattern[:m.start()] + alt + pattern[m.end():])]
 
 
+# Folders the code writes under a save_path whose names begin like one of ours (sweep/ is also a package).
+SAVE_PATH_FOLDERS = ("sweep/records", "sweep/logs")
+
+
 def _exists(token: str) -> bool:
+    if token.rstrip("/").startswith(SAVE_PATH_FOLDERS):
+        return True
     if not (ROOT / token).exists() and re.fullmatch(r"[\w/]+\.\w+", token):  # a dotted name: module.function
         if (ROOT / (token.split(".")[0] + ".py")).exists():
             return True
