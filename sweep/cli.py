@@ -20,6 +20,7 @@ USAGE_EXAMPLES = """examples:
   python -m sweep 'configs/config_1_*.yaml' -seeds 0-2 --executor slurm --partition gpu --gpus-per-job 1
   python -m sweep configs/config_1_90.yaml -seeds 0,1 --executor local --jobs 4 --gpus 0,1,2,3
   python -m sweep configs/config_1_90.yaml -seeds 0 --study ensemble --executor slurm
+  python -m sweep configs/config_1_90.yaml -seeds 0,1 --grid optimizer.sparse_lr=0.01,0.02,0.04 --dry-run
   python -m sweep status runs/ [--details] [--failed]
 """
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each config as it would run (base: chain, --set and flags applied) and stop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every config (repeatable), as in experiment.py")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="sweep a config key over values (repeatable): every combination of the grids' values, for "
+                   "every config and seed, each its own run directory; values read and checked as --set's")
     p.add_argument("--launcher", metavar="FILE", help="YAML with a launcher: section (Slurm resources, local jobs)")
     p.add_argument("-device", "--device", help="override every config's device")
     p.add_argument("-threads", "--threads", type=int, help="override every config's CPU threads")
@@ -121,17 +125,25 @@ def launcher_settings(args: argparse.Namespace) -> dict:
 
 
 def print_configs(paths: list[str], args: argparse.Namespace) -> int:
-    """Each config resolved as the sweep would run it, as YAML documents headed by their file."""
-    from phases.runner import resolved_config
-    from utils.config import dump_config
+    """Each config (at each grid point) resolved as the sweep would run it, as YAML documents headed by their file."""
+    from sweep.grid import grid_points, parse_grid
+    from sweep.targets import _resolve
+    from utils.config import config_from_dict, dump_config
 
     for path in paths:
-        try:
-            cfg = resolved_config(path, args.overrides, args.device, args.threads, args.save_path, check_data=False)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        print(f"--- # {path}\n{dump_config(cfg)}", end="")
+        for point in grid_points(parse_grid(args.grid, args.overrides)):
+            raw, _ = _resolve(path, point, args)
+            print(f"--- # {' '.join([path, *point])}\n{dump_config(config_from_dict(raw, check_data=False))}", end="")
     return 0
+
+
+def format_points(targets: list, n_configs: int, n_seeds: int) -> str:
+    """The grid points for people: how many, then each (config, point)'s overrides and run directory label."""
+    n_points = len({tuple(t.grid) for t in targets})
+    lines = [f"grid: {n_points} points x {n_configs} configs x {n_seeds} seeds = {len(targets)} (config, seed) pairs"]
+    for label, grid in dict.fromkeys((t.label, tuple(t.grid)) for t in targets):
+        lines.append(f"  {' '.join(grid):<40} {label}")
+    return "\n".join(lines)
 
 
 def run_sweep(argv: list[str]) -> int:
@@ -163,6 +175,8 @@ def run_sweep(argv: list[str]) -> int:
 
     plan = build_plan(targets)
     print(format_plan(plan))
+    if args.grid:
+        print(format_points(targets, len(paths), len(seeds)))
     if args.dry_run:
         return 0
     if not plan.jobs:

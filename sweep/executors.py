@@ -1,4 +1,4 @@
-"""Run a plan through submitit: on Slurm (dependencies as ``afterok``), or locally, N jobs at once.
+"""Run a plan: on Slurm through submitit (dependencies as ``afterok``), or locally in N long-lived workers.
 
 Both executors run the same jobs (``sweep/job.py``) with the same specs, so a
 plan gives the same artifacts and numbers wherever it runs. Job logs go to
@@ -30,7 +30,8 @@ def job_spec(plan: Plan, job: Job) -> dict[str, Any]:
     consumers = [maker] + [plan.targets[t] for t in job.consumers if t != job.target]
     return {"name": job.name, "step": job.step, "what": job.what, "args": job.args,
             "targets": [t.as_dict() for t in consumers],
-            "command": f"python -m sweep {shlex.quote(maker.config_path)} -seeds {maker.seed}"}
+            "command": " ".join([f"python -m sweep {shlex.quote(maker.config_path)} -seeds {maker.seed}",
+                                 *(f"--set {shlex.quote(o)}" for o in maker.grid)])}
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,63 +149,63 @@ def wait_slurm(record: Record, poll_s: float = 5.0) -> bool:
 # ------------------------------------------------------------------ local
 
 
-def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record, poll_s: float = 0.5) -> bool:
-    """Run the plan on this machine, ``launcher.jobs`` at once, each on its own GPU when ``gpus`` are given.
+def run_local(plan: Plan, save_path: Path, launcher: Launcher, record: Record) -> bool:
+    """Run the plan on this machine in ``launcher.jobs`` long-lived workers (``sweep/workers.py``), each on its own
+    GPU when ``gpus`` are given; a job starts once every job it needs has finished.
 
     Returns True when every job succeeded; a failed job's dependents are skipped, and its log is named.
     """
-    make_importable()
-    ex = submitit.LocalExecutor(folder=logs_folder(save_path) / "%j", max_num_timeout=launcher.max_requeues)
-    ex.update_parameters(timeout_min=launcher.time_min)
+    from sweep.workers import Pool
+
+    logs = logs_folder(save_path) / f"local-{record.path.stem}"
+    slots = min(launcher.jobs, len(launcher.gpus)) if launcher.gpus else launcher.jobs
     pending = list(plan.jobs)
-    running: dict[str, tuple[submitit.Job, int | None]] = {}
     finished: set[str] = set()
     failed: set[str] = set()
-    free_gpus = list(launcher.gpus)
-    slots = min(launcher.jobs, len(launcher.gpus)) if launcher.gpus else launcher.jobs
-    while pending or running:
-        for name in list(pending):
-            if len(running) >= slots:
-                break
-            deps = plan.jobs[name].deps
-            if any(d in failed for d in deps):
+    pool = Pool(min(slots, len(pending)), launcher.gpus)
+    try:
+        while pending or pool.busy():
+            for name in _skip_after_failures(plan, pending, failed, record):
                 pending.remove(name)
-                failed.add(name)
-                record.update(name, state="skipped")
-                print(f"[sweep] skipped {plan.jobs[name].what} ({name}): a job it needs failed", flush=True)
-                continue
-            if all(d in finished for d in deps):
-                spec = job_spec(plan, plan.jobs[name])
-                gpu = free_gpus.pop(0) if free_gpus else None
-                spec["gpu"] = gpu
-                job = ex.submit(StepJob(spec))
-                running[name] = (job, gpu)
+            for name in [n for n in pending if all(d in finished for d in plan.jobs[n].deps)]:
+                worker = pool.idle()
+                if worker is None:
+                    break
+                log = logs / f"{name}_log.out"
+                spec = {**job_spec(plan, plan.jobs[name]), "gpu": None}  # the worker is pinned already
+                worker.start(spec, log)
                 pending.remove(name)
-                record.update(name, job_id=job.job_id, log=_log_paths(job, save_path), state="running")
+                record.update(name, job_id=f"local-{worker.process.pid}", log=str(log.relative_to(save_path)),
+                              state="running")
                 record.save()
-                print(f"[sweep] started {plan.jobs[name].what:<34} {name}  log {job.paths.stdout}", flush=True)
-        for name, (job, gpu) in list(running.items()):
-            if not job.done():
+                print(f"[sweep] started {plan.jobs[name].what:<34} {name}  log {log}", flush=True)
+            if not pool.busy():
+                if pending:  # a planner bug, not a user's: never spin
+                    raise RuntimeError(f"sweep jobs {pending} wait for jobs that are not in the plan")
                 continue
-            del running[name]
-            if gpu is not None:
-                free_gpus.append(gpu)
-            try:
-                job.result()
-                finished.add(name)
-                record.update(name, state="done")
-                print(f"[sweep] done    {plan.jobs[name].what:<34} {name}", flush=True)
-            except Exception as err:  # the job's own log holds the traceback
-                failed.add(name)
-                record.update(name, state="failed")
-                last = (str(err).strip().splitlines() or ["?"])[-1]
-                print(f"[sweep] FAILED  {plan.jobs[name].what:<34} {name}: {last}; log {job.paths.stdout}",
-                      flush=True)
-            record.save()
-        if pending or running:
-            time.sleep(poll_s)
-    record.save()
+            for name, ok, last in pool.finished():
+                (finished if ok else failed).add(name)
+                record.update(name, state="done" if ok else "failed")
+                record.save()
+                what = plan.jobs[name].what
+                print(f"[sweep] done    {what:<34} {name}" if ok else
+                      f"[sweep] FAILED  {what:<34} {name}: {last}; log {logs / f'{name}_log.out'}", flush=True)
+    finally:
+        pool.close()
+        record.save()
     return not failed
+
+
+def _skip_after_failures(plan: Plan, pending: list[str], failed: set[str], record: Record) -> list[str]:
+    """Pending jobs that need a failed one (directly or through a skipped one): marked skipped, never run."""
+    skipped = []
+    for name in pending:  # dependencies come first, so one pass reaches the whole failed subtree
+        if any(d in failed for d in plan.jobs[name].deps):
+            failed.add(name)
+            skipped.append(name)
+            record.update(name, state="skipped")
+            print(f"[sweep] skipped {plan.jobs[name].what} ({name}): a job it needs failed", flush=True)
+    return skipped
 
 
 def check_slurm_available() -> None:

@@ -35,6 +35,7 @@ class Target:
     seed: int
     rewinds: list[int]
     studies: list[str] = field(default_factory=list)  # --study NAME: phases/studies
+    grid: list[str] = field(default_factory=list)  # this grid point's KEY=VALUE overrides (sweep/grid.py)
 
     @property
     def cfg(self) -> Config:
@@ -42,7 +43,7 @@ class Target:
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "config_path": self.config_path, "config": self.raw, "seed": self.seed,
-                "rewinds": self.rewinds, "studies": self.studies}
+                "rewinds": self.rewinds, "studies": self.studies, "grid": self.grid}
 
 
 @dataclass

@@ -157,7 +157,8 @@ def _target(t: dict[str, Any], save_path: Path) -> Target:
     raw = dict(t["config"])
     raw["save_path"] = str(save_path)  # this save_path's artifacts, wherever the sweep first wrote them
     return Target(label=t["label"], config_path=t.get("config_path", ""), raw=raw, seed=t["seed"],
-                  rewinds=list(t.get("rewinds", [])), studies=list(t.get("studies", [])))
+                  rewinds=list(t.get("rewinds", [])), studies=list(t.get("studies", [])),
+                  grid=list(t.get("grid", [])))
 
 
 def run_dir_targets(save_path: Path) -> list[Target]:
