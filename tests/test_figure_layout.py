@@ -37,7 +37,8 @@ def write_config(save: Path, label: str, width: int, sparsity: float, seeds: int
         results = {
             "config_hash": f"{label}h", "seed": seed, "config": label, "rewind_convention": "epochs",
             "dense": {"A": {"accuracy": dense_a + seed, "loss": 0.3}},
-            "matching": {"test_loss_barrier_after": 0.3 / width,
+            "matching": {"test_loss_barrier_after": 0.3 / width, "midpoint_accuracy_before": 70.0,
+                         "midpoint_accuracy_after": 88.0,
                          "curve_before": _curve(width, "curve_before", alpha0 + seed),
                          "curve_after": _curve(width, "curve_after", alpha0 + seed)},
             "sparse": {str(k): {run: {"accuracy": 80.0 + i + 0.1 * k + 0.2 * seed + width, "loss": 0.5}
