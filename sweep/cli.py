@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="sweep a config key over values (repeatable): every combination of the grids' values, for "
                    "every config and seed, each its own run directory; values read and checked as --set's")
+    p.add_argument("--pack", default="none", choices=("none", "rewind", "seed"),
+                   help="slurm: run several of the plan's jobs in one Slurm job: rewind (a rewind point's sparse "
+                   "runs of one config and seed), seed (each config and seed's permuted mask and sparse runs; its "
+                   "permutation and interpolation) or none (one job per artifact, the default)")
     p.add_argument("--launcher", metavar="FILE", help="YAML with a launcher: section (Slurm resources, local jobs)")
     p.add_argument("-device", "--device", help="override every config's device")
     p.add_argument("-threads", "--threads", type=int, help="override every config's CPU threads")
@@ -177,6 +181,10 @@ def run_sweep(argv: list[str]) -> int:
     print(format_plan(plan))
     if args.grid:
         print(format_points(targets, len(paths), len(seeds)))
+    if args.pack != "none":
+        from sweep.pack import pack_plan
+
+        print(f"--pack {args.pack}: {len(pack_plan(plan, args.pack))} Slurm jobs for these {len(plan.jobs)}")
     if args.dry_run:
         return 0
     if not plan.jobs:
@@ -187,12 +195,15 @@ def run_sweep(argv: list[str]) -> int:
 
     record = executors.Record(save_path, plan, launcher.executor)
     if launcher.executor == "slurm":
-        executors.submit_slurm(plan, save_path, launcher, record)
-        print(f"[sweep] {len(plan.jobs)} jobs submitted; follow them with: python -m sweep status {save_path}")
+        ids = executors.submit_slurm(plan, save_path, launcher, record, args.pack)
+        print(f"[sweep] {len(plan.jobs)} jobs submitted as {len(ids)} Slurm jobs; follow them with: "
+              f"python -m sweep status {save_path}")
         if not args.wait:
             return 0
         executors.wait_slurm(record)
     else:
+        if args.pack != "none":
+            print("[sweep] --pack is for Slurm; local workers already run one job after another without start-up")
         executors.run_local(plan, save_path, launcher, record)
     report, all_done = status(save_path)
     print(report)

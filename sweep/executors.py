@@ -20,6 +20,7 @@ import submitit
 
 from sweep.job import StepJob
 from sweep.launcher import Launcher
+from sweep.pack import Pack, PackJob, describe, pack_plan
 from sweep.plan import Job, Plan
 from utils.atomic import atomic_write_json
 from utils.errors import UserError
@@ -101,36 +102,53 @@ def slurm_executor(save_path: Path, launcher: Launcher) -> submitit.SlurmExecuto
     return ex
 
 
-def _levels(plan: Plan) -> list[list[str]]:
+def _levels(packs: dict[str, Pack]) -> list[list[str]]:
     depth: dict[str, int] = {}
-    for name, job in plan.jobs.items():  # topological order: dependencies first
-        depth[name] = 1 + max((depth[d] for d in job.deps), default=-1)
+    for name, pack in packs.items():  # topological order: dependencies first
+        depth[name] = 1 + max((depth[d] for d in pack.deps), default=-1)
     levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for name, d in depth.items():
         levels[d].append(name)
     return levels
 
 
-def submit_slurm(plan: Plan, save_path: Path, launcher: Launcher, record: Record) -> dict[str, str]:
-    """Submit every job with ``afterok`` dependencies; jobs that share their dependencies go as one array."""
+def submit_slurm(plan: Plan, save_path: Path, launcher: Launcher, record: Record, pack: str = "none") -> dict[str, str]:
+    """Submit every job (or pack of jobs, ``sweep/pack.py``) with ``afterok`` dependencies; those that share their
+    dependencies go as one array."""
     make_importable()
     ex = slurm_executor(save_path, launcher)
+    packs = pack_plan(plan, pack)
     ids: dict[str, str] = {}
-    for level in _levels(plan):
+    for level in _levels(packs):
         groups: dict[tuple[str, ...], list[str]] = {}
         for name in level:
-            key = tuple(sorted(ids[d] for d in plan.jobs[name].deps))
+            key = tuple(sorted(ids[d] for d in packs[name].deps))
             groups.setdefault(key, []).append(name)
         for dep_ids, names in groups.items():
             ex.update_parameters(dependency="afterok:" + ":".join(dep_ids) if dep_ids else None)
             with ex.batch():
-                submitted = [ex.submit(StepJob(job_spec(plan, plan.jobs[n]))) for n in names]
+                submitted = [ex.submit(_slurm_callable(plan, packs[n])) for n in names]
             for name, job in zip(names, submitted, strict=True):
                 ids[name] = job.job_id
-                record.update(name, job_id=job.job_id, log=_log_paths(job, save_path), state="submitted")
-                print(f"[sweep] submitted {job.job_id:<12} {plan.jobs[name].what:<34} {name}", flush=True)
+                for member in packs[name].members:
+                    record.update(member, job_id=job.job_id, log=_log_paths(job, save_path), state="submitted")
+                print(f"[sweep] submitted {job.job_id:<12} {describe(packs[name], plan):<34} {name}", flush=True)
         record.save()
+    _drop_pattern_folder(save_path)
     return ids
+
+
+def _slurm_callable(plan: Plan, pack: Pack) -> StepJob | PackJob:
+    if pack.single:
+        return StepJob(job_spec(plan, plan.jobs[pack.members[0]]))
+    return PackJob([job_spec(plan, plan.jobs[m]) for m in pack.members])
+
+
+def _drop_pattern_folder(save_path: Path) -> None:
+    """submitit makes its folder pattern (``logs/%j``) as a real, empty folder: not one to leave for people."""
+    literal = logs_folder(save_path) / "%j"
+    if literal.is_dir() and not any(literal.iterdir()):
+        literal.rmdir()
 
 
 def wait_slurm(record: Record, poll_s: float = 5.0) -> bool:

@@ -271,6 +271,26 @@ def test_slurm_sweep_survives_scancel_and_equals_experiment_by_hand(tmp_path, fa
     trained_once(save, all_logs(save))
 
 
+@slurm
+def test_packed_slurm_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference):
+    save = tmp_path / "runs"
+    write_configs(tmp_path, fake_cifar10, save)
+    args = ["s*.yaml", "-seeds", "0,1", "--executor", "slurm", "-threads", "1", "--time-min", "10", "--pack", "seed"]
+    proc = run_sweep(tmp_path, *args, "--wait", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(next((save / "sweep" / "records").glob("*.json")).read_text())
+    job_ids = {j["job_id"] for j in record["jobs"].values()}
+    # 24 artifacts; per seed dense A, dense B, IMP x 2 alone, pi + interpolation together, each sparsity's
+    # permuted mask and sparse runs together: 7 Slurm jobs a seed.
+    assert len(record["jobs"]) == 24 and len(job_ids) == 14
+    assert "24 jobs submitted as 14 Slurm jobs" in proc.stdout
+    status = run_sweep(tmp_path, "status", str(save))
+    assert status.returncode == 0 and "24 done" in status.stdout
+    assert numbers(save) == reference
+    trained_once(save, all_logs(save))
+    assert not (save / "sweep" / "logs" / "%j").exists()
+
+
 def wait_for_queue_to_drain(record: dict, timeout: float) -> None:
     ids = {j["job_id"].split("_")[0] for j in record["jobs"].values() if j["job_id"]}
     deadline = time.monotonic() + timeout
