@@ -184,6 +184,20 @@ def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference
     assert "succeeded" in line and "deleted since" in line
 
 
+def test_local_workers_and_a_concurrent_experiment_py_make_each_artifact_once(tmp_path, fake_cifar10, reference):
+    save = tmp_path / "runs"
+    write_configs(tmp_path, fake_cifar10, save)
+    by_hand = subprocess.Popen([sys.executable, str(REPO / "experiment.py"), "-config", "s50.yaml", "-seed", "0",
+                                "--no-progress", "-threads", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = run_sweep(tmp_path, "s50.yaml", "-seeds", "0", "--executor", "local", "--jobs", "2", "-threads", "1")
+    out, _ = by_hand.communicate(timeout=600)
+    assert proc.returncode == 0 and by_hand.returncode == 0, proc.stdout[-2000:] + out[-2000:]
+    got = numbers(save)
+    assert got[("s50", 0)] == reference[("s50", 0)]
+    trained_once(save, all_logs(save) + out)
+
+
 def test_status_of_experiment_py_runs_reads_their_run_directories(byhand):
     _, save = byhand
     status = run_sweep(save.parent, "status", str(save))
