@@ -70,7 +70,11 @@ def require_writable(folder: str | os.PathLike, key: str = "save_path") -> None:
     (EROFS) even to root, and a folder without write permission (EACCES) to anyone else.
     """
     from utils.errors import UserError
+    from utils.paths import path_problem
 
+    problem = path_problem(str(folder))
+    if problem:
+        raise UserError(f"{key}: {problem}")
     path = Path(folder).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import ConfigError
+from utils.paths import path_problem
 
 BASE_KEY = "base"
 
@@ -65,6 +66,9 @@ def _base_of(raw: dict[str, Any], path: Path) -> Path | None:
     name = raw[BASE_KEY]
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{path}: base: expected the path of a config file (relative to this file), got {name!r}")
+    problem = path_problem(name)
+    if problem:
+        raise ConfigError(f"{path}: base: {problem}")
     base = Path(os.path.expandvars(os.path.expanduser(name)))
     base = base if base.is_absolute() else path.parent / base
     if not base.is_file():

@@ -25,6 +25,7 @@ import yaml
 from data.info import DATASETS
 from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, plugin_arguments, tolerance_field
 from utils.errors import UserError
+from utils.paths import path_problem
 from utils.safe_yaml import YamlRefused, read_yaml_file
 
 MATCHING_METHODS = ("activation", "weight")
@@ -592,7 +593,8 @@ _VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")
 
 
 def _check_variables(cfg: Config, *, check_data: bool) -> None:
-    """Refuse a path naming an unset ``$VAR``: expanded as is, it would write into a literal ``./$VAR`` folder.
+    """Refuse a path naming an unset ``$VAR`` (expanded as is, it would write into a literal ``./$VAR`` folder), or
+    one no file system takes (``utils/paths.py``).
 
     ``dataset_root`` only with ``check_data``: a sweep resolves its configs where the jobs' variables (a
     cluster's ``$SLURM_TMPDIR``) are not set yet; the job itself checks them before reading any data.
@@ -604,8 +606,9 @@ def _check_variables(cfg: Config, *, check_data: bool) -> None:
         paths.update({_join("dataset_root", k) if k else "dataset_root": v
                       for k, v in roots.items() if k in ("", cfg.dataset)})
     for key, path in paths.items():
-        if "\0" in (path or ""):
-            raise ConfigError(f"{key}: a path cannot hold a NUL character, got {_show(path)}")
+        problem = path_problem(path or "")
+        if problem:
+            raise ConfigError(f"{key}: {problem}, got {_show(path)}")
         for match in _VARIABLE.finditer(path or ""):
             name = match.group(2) if match.group(2) is not None else match.group(1)
             if name not in os.environ:
@@ -689,7 +692,9 @@ def _resolve_mask_source(raw: dict[str, Any], folder: Path) -> None:
     names a sibling config, which must be found wherever the command runs from (a sweep job, another folder).
     """
     source = (raw.get("pruning") or {}).get("mask_from") if isinstance(raw.get("pruning"), dict) else None
-    if isinstance(source, dict) and isinstance(source.get("config"), str) and source["config"]:
+    # A path no file system takes (resolve() would raise): left as written, for the check that names it.
+    if isinstance(source, dict) and isinstance(source.get("config"), str) and source["config"] \
+            and path_problem(source["config"]) is None:
         path = Path(_expand(source["config"]))
         if not path.is_absolute():
             source["config"] = str((folder / path).resolve())

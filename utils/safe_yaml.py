@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from utils.paths import path_problem
+
 # Values that aliases may add beyond those written out. Anchors in a config save repeating a section or a list
 # (a few hundred values at most); a bomb needs millions.
 MAX_ALIAS_NODES = 10_000
@@ -133,6 +135,9 @@ def read_yaml_file(path: str | os.PathLike, what: str = "config file") -> Any:
 
     ``what`` names the file's role in the messages ("config file", "launcher file").
     """
+    problem = path_problem(str(path))
+    if problem:
+        raise YamlRefused(f"{what}: {problem}")
     p = Path(path)
     if p.is_dir():
         found = sorted(q.name for q in p.glob("*.y*ml"))[:3]
