@@ -48,6 +48,12 @@ from matching.spec import PermutationSpec
 # A unit counts as dead when its variance is below this fraction of its mean square. A constant
 # unit is exactly 0 after the shift (see _ModuleStats), so its variance is exactly 0.
 _DEAD_REL_VAR = 1e-9
+# ... or when its spread is below this fraction of the group's typical magnitude (root mean square
+# over all its units): a unit that is constant up to float32 rounding of the forward pass (a network
+# whose deep layers no longer vary with the input, a unit just above a ReLU's zero) varies by ~1e-7 of
+# the layer's values, differently in A and in B (their sums run in another order), and its
+# correlations are noise that would outvote the weights.
+_NOISE_REL_STD = 1e-5
 # Activations of at most this many values per batch (rows x units) are multiplied in float64: at that
 # size per-op overhead dominates and float32 saves nothing, while float64 is exact (small data is also
 # where exact ties between units, e.g. two units firing on the same single sample, are common).
@@ -230,8 +236,8 @@ def _pool(parts: list[_Moments]) -> _Moments:
 def _correlation(m: _Moments) -> GroupCorrelation:
     n = m.count
     var_a, var_b = m.m2_a / n, m.m2_b / n
-    dead_a = var_a <= _DEAD_REL_VAR * (var_a + m.mean_a**2)
-    dead_b = var_b <= _DEAD_REL_VAR * (var_b + m.mean_b**2)
+    dead_a = _dead(var_a, m.mean_a)
+    dead_b = _dead(var_b, m.mean_b)
     std_a = torch.where(dead_a, torch.ones_like(var_a), var_a.sqrt())
     std_b = torch.where(dead_b, torch.ones_like(var_b), var_b.sqrt())
     corr = (m.comoment / n) / torch.outer(std_a, std_b)
@@ -239,6 +245,13 @@ def _correlation(m: _Moments) -> GroupCorrelation:
     corr = _merge_interchangeable(corr, ~dead_a, dim=1)
     corr = _merge_interchangeable(corr, ~dead_b, dim=0)
     return GroupCorrelation(corr=corr, dead_a=dead_a, dead_b=dead_b)
+
+
+def _dead(var: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Units with no usable variance: relative to their own mean square, or at rounding level for the group."""
+    power = var + mean**2
+    floor = _NOISE_REL_STD**2 * power.mean()
+    return (var <= _DEAD_REL_VAR * power) | (var <= floor)
 
 
 def _merge_interchangeable(corr: torch.Tensor, live: torch.Tensor, dim: int) -> torch.Tensor:

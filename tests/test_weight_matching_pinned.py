@@ -1,10 +1,10 @@
 """Weight matching's answers on the demo and paper models, pinned before the descent was changed.
 
-The descent gained a second start (``matching.weight_matching``): a data-flow first pass, kept only
-where it reaches a strictly higher objective. On these models today's answer was already the
-better one, so the permutations must stay exactly what they were (a digest of every group's
-permutation, recorded with the code of the previous commit); a saved matching of yesterday is
-reproduced bit for bit.
+The digests were recorded with the previous code, whose only start was the identity. That descent
+is still run (``init_perms`` = identity reproduces it alone) and must give exactly the pinned
+permutations. ``match_weights`` now also runs a second descent from a data-flow first pass and keeps
+it only where its objective is strictly higher: so it either returns the pinned permutations or
+something that scores strictly more. (On these random-init pairs the second start wins, by 1-7%.)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import pytest
 import torch
 
+from matching import identity_permutations
 from matching.weight_matching import match_weights
 from models import create
 
@@ -50,6 +51,12 @@ def pair(model_type: str, kwargs: dict) -> tuple:
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_weight_matching_gives_the_pinned_permutations_on_the_demo_and_paper_models(name):
     spec, sd_a, sd_b = pair(*PINNED[name])
-    result = match_weights(spec, sd_a, sd_b, seed=0)
-    assert result.converged
-    assert digest(result.perms) == DIGESTS[name]
+    before = match_weights(spec, sd_a, sd_b, seed=0, init_perms=identity_permutations(spec, sd_a))
+    assert before.converged
+    assert digest(before.perms) == DIGESTS[name]
+    after = match_weights(spec, sd_a, sd_b, seed=0)
+    assert after.converged
+    if digest(after.perms) != DIGESTS[name]:
+        assert after.objective > before.objective * (1 + 1e-9)
+    else:
+        assert after.objective == before.objective
