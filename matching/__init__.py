@@ -2,7 +2,6 @@
 
 from matching.activation_matching import activation_matching
 from matching.check import SpecError, check_spec
-from matching.derive import UntraceableModelError, derive_spec
 from matching.interpolation import (
     error_barrier,
     interpolate_state,
@@ -22,6 +21,15 @@ from matching.permute import (
 from matching.repair import repair, repair_points
 from matching.spec import PermutationSpec
 from matching.weight_matching import match_weights, weight_matching, weight_matching_objective
+
+
+def __getattr__(name: str) -> object:
+    # matching.derive is imported on first use: so ``python -m matching.derive`` runs it as the one copy
+    if name in ("derive_spec", "UntraceableModelError"):
+        from matching import derive
+
+        return getattr(derive, name)
+    raise AttributeError(f"module 'matching' has no attribute {name!r}")
 
 __all__ = [
     "PermutationSpec",

@@ -427,7 +427,7 @@ def permutations_from_correlations(
     ties (dead or interchangeable units) are broken by weights.
     """
     corr = dict(correlations)
-    perms = {g: solve_assignment(c.corr) for g, c in corr.items()}
+    perms = {g: solve_assignment(c.corr, spec.block_count(g)) for g, c in corr.items()}
 
     sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
     keys = matchable_keys(spec, sd_a, sd_b)
@@ -464,7 +464,7 @@ def _tied_units(c: GroupCorrelation, dim: int) -> torch.Tensor:
 
 
 def _resolve_rows(
-    score: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    score: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, blocks: int = 1
 ) -> torch.Tensor:
     """Re-solve the assignment ``p`` only among ``rows``, the rows now holding ``cols``, and the
     columns those rows hold; every other row keeps its column.
@@ -472,13 +472,18 @@ def _resolve_rows(
     The weight term only touches tied rows and columns, and it is far smaller
     than any real correlation gap, so the rest of the assignment has nothing
     to gain from moving; this avoids a full ``n x n`` solve per tie-break.
+    With ``blocks``, ``p`` keeps units inside their blocks: each block's rows
+    are re-solved among themselves.
     """
     inverse = torch.argsort(p)
-    sub_rows = torch.unique(torch.cat([rows, inverse[cols]]))
-    sub_cols = p[sub_rows]
-    local = solve_assignment(score[sub_rows][:, sub_cols])
+    size = p.numel() // blocks
+    all_rows = torch.unique(torch.cat([rows, inverse[cols]]))
     out = p.clone()
-    out[sub_rows] = sub_cols[local]
+    for block in torch.unique(all_rows // size):
+        sub_rows = all_rows[all_rows // size == block]
+        sub_cols = p[sub_rows]
+        local = solve_assignment(score[sub_rows][:, sub_cols])
+        out[sub_rows] = sub_cols[local]
     return out
 
 
@@ -524,7 +529,7 @@ def _break_ties_by_weights(
             scale = w.abs().max()
             if scale > 0:
                 w = w * (_TIE_BREAK / (w.shape[0] * scale))
-            new = _resolve_rows(c.corr.cpu() + w, perms[g], rows.cpu(), cols.cpu())
+            new = _resolve_rows(c.corr.cpu() + w, perms[g], rows.cpu(), cols.cpu(), spec.block_count(g))
             if not torch.equal(new, perms[g]):
                 perms[g] = new
                 version[g] += 1

@@ -17,22 +17,29 @@ import torch
 from matching.spec import PermutationSpec, expand_permutation
 
 
-def solve_assignment(score: torch.Tensor) -> torch.Tensor:
+def solve_assignment(score: torch.Tensor, blocks: int = 1) -> torch.Tensor:
     """The permutation ``p`` (CPU LongTensor) maximising ``sum_i score[i, p[i]]``.
 
     ``score`` is square; it is moved to the CPU in float64 for scipy (imported
-    here so that importing ``matching`` stays light).
+    here so that importing ``matching`` stays light). With ``blocks`` = k, the
+    units fall in k consecutive equal blocks and ``p`` keeps each inside its
+    own (each diagonal block is solved on its own).
     """
     from scipy.optimize import linear_sum_assignment
 
     if score.dim() != 2 or score.shape[0] != score.shape[1]:
         raise ValueError(f"score matrix must be square, got shape {tuple(score.shape)}")
+    n = score.shape[0]
+    if blocks < 1 or n % blocks:
+        raise ValueError(f"{n} units do not fall in {blocks} equal blocks")
     s = score.detach().to("cpu", torch.float64).numpy()
     if not np.isfinite(s).all():
         raise ValueError("score matrix contains NaN or infinite entries")
-    rows, cols = linear_sum_assignment(s, maximize=True)
-    p = torch.empty(s.shape[0], dtype=torch.long)
-    p[torch.from_numpy(rows)] = torch.from_numpy(cols).long()
+    p = torch.empty(n, dtype=torch.long)
+    size = max(n // blocks, 1)
+    for start in range(0, n, size):
+        rows, cols = linear_sum_assignment(s[start : start + size, start : start + size], maximize=True)
+        p[torch.from_numpy(rows) + start] = torch.from_numpy(cols).long() + start
     return p
 
 

@@ -45,13 +45,15 @@ class Elements:
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.fixed: list[bool] = []
+        self.blocks: list[int] = []  # the root's block count: its units may only move inside their block
         self.origin: list[str] = []  # the graph node that created the element: names its group
         self.owner: dict[tuple[str, int], tuple[int, int]] = {}  # (key, axis) -> (element, repeat)
         self.pinned: set[str] = set()  # keys some unknown operation reads as raw tensors
 
-    def new(self, origin: str, fixed: bool = False) -> int:
+    def new(self, origin: str, fixed: bool = False, blocks: int = 1) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
+        self.blocks.append(blocks)
         self.origin.append(origin)
         return len(self.parent) - 1
 
@@ -68,7 +70,13 @@ class Elements:
         keep, drop = min(ra, rb), max(ra, rb)  # the older element names the group
         self.parent[drop] = keep
         self.fixed[keep] = self.fixed[keep] or self.fixed[drop]
+        self.blocks[keep] = math.lcm(self.blocks[keep], self.blocks[drop])  # both constraints: the finer blocks
         return keep
+
+    def constrain(self, e: int, blocks: int) -> None:
+        """``e``'s units may only move inside ``blocks`` consecutive equal blocks (and any it had already)."""
+        r = self.find(e)
+        self.blocks[r] = math.lcm(self.blocks[r], blocks)
 
     def fix(self, e: int) -> bool:
         """Fix ``e``'s group; True if it was not fixed before."""
@@ -226,9 +234,9 @@ class ChannelGraph:
         if chan is not None and shape is not None and len(shape) >= 2:
             self.observed.append((node, tier))
 
-    def _fresh(self, node: fx.Node, dim: int, weight_key: str | None = None) -> Chan:
+    def _fresh(self, node: fx.Node, dim: int, weight_key: str | None = None, blocks: int = 1) -> Chan:
         origin = weight_key.rsplit(".", 1)[0] if weight_key and "." in weight_key else _origin(node)
-        return Chan(self.elements.new(origin), dim)
+        return Chan(self.elements.new(origin, blocks=blocks), dim)
 
     def unknown(self, node: fx.Node, why: str) -> None:
         """Hold every channel group reaching ``node`` fixed (an operation that may depend on channel order)."""
@@ -303,11 +311,14 @@ class ChannelGraph:
             self._per_channel(node, x, keys, kind)
         elif isinstance(module, nn.GroupNorm):
             chan = self.chan(x)
-            if chan is not None and module.num_groups not in (1, module.num_channels):
-                self.unknown(node, f"GroupNorm with {module.num_groups} groups mixes channels within groups")
+            groups = module.num_groups
+            if chan is not None and groups != module.num_channels and (module.num_channels // chan.repeat) % groups:
+                self.unknown(node, f"GroupNorm with {groups} groups splits a unit's channels between groups")
                 return
             keys = [self._module_key(name, a) for a in ("weight", "bias") if getattr(module, a, None) is not None]
             self._per_channel(node, x, keys, kind)
+            if chan is not None and groups != module.num_channels:
+                self.elements.constrain(chan.element, groups)  # statistics per group: units stay in theirs
         elif isinstance(module, nn.LayerNorm):
             keys = [self._module_key(name, a) for a in ("weight", "bias") if getattr(module, a, None) is not None]
             self._layer_norm(node, x, len(module.normalized_shape), keys)
@@ -470,8 +481,20 @@ class ChannelGraph:
                 self.elements.attach(out.element, bkey, 0, out.repeat)
             self._set(node, out)
             return
-        # grouped: only permutations inside each group (alike in all groups) would be symmetries; not expressed
-        self.unknown(node, f"a grouped convolution ({groups} groups) ties channels within groups")
+        if transposed:
+            self.unknown(node, f"a transposed grouped convolution ({groups} groups) ties channels within groups")
+            return
+        # grouped: output channel i reads only the inputs of its group, so outputs may move inside their group.
+        # Inputs could only move by one permutation acting alike in every group (the weight's input axis is
+        # shared by the groups), which a permutation of the input axis cannot express: they are held fixed.
+        if chan is not None and self.elements.fix(chan.element):
+            self.fixed_by.append(f"holding channels fixed at graph node {node.name!r} (the inputs of a grouped "
+                                 f"convolution, {groups} groups: they could only move alike in every group)")
+        out = self._fresh(node, 1, wkey, blocks=groups)
+        self.elements.attach(out.element, wkey, 0, 1)
+        if bkey is not None:
+            self.elements.attach(out.element, bkey, 0, 1)
+        self._set(node, out)
 
     def _linear(self, node: fx.Node, x: Any, wkey: str | None, bkey: str | None, has_bias: bool) -> None:
         shapes = self._layer_shapes(node, x, wkey, bkey, has_bias, "a linear layer")

@@ -52,7 +52,7 @@ def check_spec(
     probe = copy.deepcopy(model).eval()
     _randomise_vectors(probe, generator)
     reference = {k: v.clone() for k, v in probe.state_dict().items()}
-    perms = _nontrivial(random_permutations(spec, reference, generator), generator)
+    perms = _nontrivial(random_permutations(spec, reference, generator), generator, spec)
 
     out0, acts0 = _run(probe, spec, example_input, sizes)
     if not bool(torch.isfinite(out0).all()):
@@ -132,13 +132,15 @@ def _randomise_vectors(model: nn.Module, generator: torch.Generator) -> None:
                 tensor.add_(0.2 * torch.randn(tensor.shape, generator=generator).to(tensor))
 
 
-def _nontrivial(perms: Perms, generator: torch.Generator) -> Perms:
-    """Replace an identity draw (likely for tiny groups) by a random cyclic shift."""
+def _nontrivial(perms: Perms, generator: torch.Generator, spec: PermutationSpec) -> Perms:
+    """Replace an identity draw (likely for tiny groups) by a random cyclic shift (of the first block)."""
     out = {}
     for group, p in perms.items():
-        if p.numel() > 1 and torch.equal(p, torch.arange(p.numel())):
-            shift = int(torch.randint(1, p.numel(), (1,), generator=generator))
-            p = torch.roll(p, shift)
+        size = p.numel() // spec.block_count(group)
+        if size > 1 and torch.equal(p, torch.arange(p.numel())):
+            shift = int(torch.randint(1, size, (1,), generator=generator))
+            p = p.clone()
+            p[:size] = torch.roll(p[:size], shift)
         out[group] = p
     return out
 

@@ -44,7 +44,8 @@ class UntraceableModelError(SpecError):
     """Neither torch.fx nor torch.export could trace the model."""
 
 
-def _stderr(line: str) -> None:
+def report_line(line: str) -> None:
+    """Print one line of derive_spec's report to stderr, with its ``[derive_spec]`` prefix."""
     print(f"[derive_spec] {line}", file=sys.stderr, flush=True)
 
 
@@ -55,7 +56,7 @@ def derive_spec(model: nn.Module, example_input: torch.Tensor, *, report: Report
     stderr with a ``[derive_spec]`` prefix). Raises ``UntraceableModelError`` (one line) when the
     model cannot be traced. The model is left as it was (its mode included).
     """
-    report = report or _stderr
+    report = report or report_line
     graph, source = trace(model, example_input)
     channels = ChannelGraph(graph, dict(source.named_modules()), set(model.state_dict()))
     channels.run()
@@ -150,6 +151,7 @@ def _build_spec(model: nn.Module, channels: ChannelGraph, graph: fx.Graph, sourc
         names[root] = name
     axes: dict[str, list[str | None]] = {}
     repeats: dict[tuple[str, int], int] = {}
+    blocks = {names[root]: elements.blocks[root] for root in members if elements.blocks[root] > 1}
     for root, items in members.items():
         for key, axis, repeat in items:
             axes.setdefault(key, [None] * state[key].ndim)[axis] = names[root]
@@ -182,7 +184,7 @@ def _build_spec(model: nn.Module, channels: ChannelGraph, graph: fx.Graph, sourc
             activations.setdefault(names[root], []).append(name)
     observe = _observer(graph, source, probes) if probes else None
     return PermutationSpec(axes={k: tuple(v) for k, v in axes.items()}, activations=activations, repeats=repeats,
-                           observe=observe)
+                           blocks=blocks, observe=observe)
 
 
 class _Observe(nn.Module):
@@ -243,7 +245,8 @@ def _restricted(spec: PermutationSpec, groups: set[str]) -> PermutationSpec:
     axes = {k: tuple(g if g in groups else None for g in v) for k, v in spec.axes.items()}
     axes = {k: v for k, v in axes.items() if any(g is not None for g in v)}
     repeats = {ka: r for ka, r in spec.repeats.items() if ka[0] in axes}
-    return PermutationSpec(axes=axes, repeats=repeats)
+    blocks = {g: k for g, k in spec.blocks.items() if g in groups}
+    return PermutationSpec(axes=axes, repeats=repeats, blocks=blocks)
 
 
 def _verified(model: nn.Module, spec: PermutationSpec, x: torch.Tensor, report: Report) -> PermutationSpec:
@@ -267,6 +270,13 @@ def _verified(model: nn.Module, spec: PermutationSpec, x: torch.Tensor, report: 
             report(f"holding channel group {g!r} fixed: permuting it alone changed the model's outputs")
         keep = groups - set(culprits)
         narrowed = _restricted(spec, keep)
-        spec = PermutationSpec(axes=narrowed.axes, repeats=narrowed.repeats, observe=spec.observe,
+        spec = PermutationSpec(axes=narrowed.axes, repeats=narrowed.repeats, blocks=narrowed.blocks,
+                               observe=spec.observe,
                                activations={g: v for g, v in spec.activations.items() if g in keep})
     raise SpecError(f"the permutation spec derived for {type(model).__name__} failed its check: {failure}")
+
+
+if __name__ == "__main__":  # python -m matching.derive pkg.mod:Class: the derived spec as a table
+    from matching.derive_report import main
+
+    sys.exit(main())

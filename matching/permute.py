@@ -41,6 +41,9 @@ def group_sizes(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor]) -
                 raise ValueError(f"{key!r} axis {axis} has size {tensor.shape[axis]}, not a multiple of its "
                                  f"repeat factor {repeat}")
             size = tensor.shape[axis] // repeat
+            if size % spec.block_count(group):
+                raise ValueError(f"group {group!r} has {size} units at {key!r} axis {axis}, which do not fall in "
+                                 f"its {spec.block_count(group)} equal blocks")
             if group not in sizes:
                 sizes[group], seen[group] = size, (key, axis)
             elif sizes[group] != size:
@@ -114,5 +117,10 @@ def random_permutations(
     state_dict: Mapping[str, torch.Tensor],
     generator: torch.Generator | None = None,
 ) -> Perms:
-    """A uniformly random permutation (on the CPU) of every group that has a tensor in ``state_dict``."""
-    return {g: torch.randperm(n, generator=generator) for g, n in group_sizes(spec, state_dict).items()}
+    """A uniformly random permutation (on the CPU) of every group that has a tensor in ``state_dict``
+    (of each block on its own, for a group with blocks)."""
+    out = {}
+    for g, n in group_sizes(spec, state_dict).items():
+        size = n // spec.block_count(g)
+        out[g] = torch.cat([start + torch.randperm(size, generator=generator) for start in range(0, n, size)])
+    return out

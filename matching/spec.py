@@ -35,6 +35,11 @@ class PermutationSpec:
     ``i*r .. i*r+r-1``. A linear layer after a flatten of a ``C x H x W`` map has
     such an input axis (``r = H*W``): permuting channel ``i`` moves its whole block.
 
+    ``blocks`` maps a group to a block count ``k`` (1 when absent): its ``n`` units fall in ``k``
+    consecutive blocks of ``n / k``, and its permutations keep every unit inside its block. A grouped
+    convolution's output channels are such a group (channel ``i`` reads only the inputs of its
+    convolution group), and so are the channels a GroupNorm normalises together.
+
     ``observe`` (None: the model itself) maps a model to a module computing the same
     outputs from the same parameters in which every name in ``activations`` is a
     submodule run once per forward; a spec derived from a traced graph uses it to
@@ -45,11 +50,16 @@ class PermutationSpec:
     axes: dict[str, tuple[str | None, ...]]
     activations: dict[str, list[str]] = field(default_factory=dict)
     repeats: dict[tuple[str, int], int] = field(default_factory=dict)
+    blocks: dict[str, int] = field(default_factory=dict)
     observe: Callable[[nn.Module], nn.Module] | None = field(default=None, compare=False)
 
     def repeat(self, key: str, axis: int) -> int:
         """How many entries of ``key``'s ``axis`` belong to each unit of its group (usually 1)."""
         return self.repeats.get((key, axis), 1)
+
+    def block_count(self, group: str) -> int:
+        """How many blocks ``group``'s permutations keep their units in (usually 1: any permutation)."""
+        return self.blocks.get(group, 1)
 
     def observable(self, model: nn.Module) -> nn.Module:
         """The module whose submodules ``activations`` names: ``observe(model)``, or ``model`` itself."""

@@ -154,6 +154,7 @@ class _Problem:
         keys = matchable_keys(spec, state_dict_a, state_dict_b)
         self.sizes = group_sizes(spec, state_dict_a, keys)
         self.groups = [g for g in spec.groups if g in self.sizes]
+        self.blocks = {g: spec.block_count(g) for g in self.groups}
         self.device = state_dict_a[keys[0]].device if keys else torch.device("cpu")
         self.fixed: dict[str, torch.Tensor] = {}  # float64 score of the terms with no other permuted axis
         self.varying: dict[str, list[_Term]] = {}
@@ -246,7 +247,7 @@ class _Descent:
         while len(solved) < len(problem.groups):
             g = max((h for h in problem.groups if h not in solved),
                     key=lambda h: (known[h] / entries[h], known[h], -order[h]))
-            new = solve_assignment(self.score_matrix(g, only=solved).cpu()).to(problem.device)
+            new = solve_assignment(self.score_matrix(g, only=solved).cpu(), problem.blocks[g]).to(problem.device)
             if not torch.equal(new, self.perms[g]):
                 self.perms[g] = new
                 self.version[g] += 1
@@ -271,7 +272,7 @@ class _Descent:
                     continue  # same score matrix as at this group's last solve: same answer
                 solved_at[g] = inputs
                 s = self.score_matrix(g).cpu()
-                new = solve_assignment(s)
+                new = solve_assignment(s, problem.blocks[g])
                 old_score = assignment_score(s, perms[g])
                 new_score = assignment_score(s, new)
                 if new_score > old_score + _REL_TOL * max(abs(old_score), abs(new_score), 1e-30):

@@ -72,12 +72,22 @@ def derived_spec(model: nn.Module, arch_key: str, input_shape: tuple[int, ...]) 
     """``model``'s spec from its graph, derived on a fixed random input and cached by ``arch_key``."""
     cache_key = (arch_key, tuple(input_shape))
     if cache_key not in _DERIVED:
-        from matching.derive import UntraceableModelError, derive_spec
+        from matching.derive import UntraceableModelError, derive_spec, report_line
+        from matching.derive_report import spec_summary
 
         device = next((t.device for t in model.parameters()), torch.device("cpu"))
         example = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+        held: list[str] = []
+
+        def report(line: str) -> None:
+            held.append(line)
+            report_line(line)
+
         try:
-            _DERIVED[cache_key] = derive_spec(model, example)
+            spec = derive_spec(model, example, report=report)
         except UntraceableModelError as err:
             raise UserError(str(err)) from None
+        report_line(f"{type(model).__name__}: {spec_summary(spec, model.state_dict(), len(held))} "
+                    "(python -m matching.derive prints the table)")
+        _DERIVED[cache_key] = spec
     return _DERIVED[cache_key]

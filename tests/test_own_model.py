@@ -45,7 +45,10 @@ def test_the_readme_example_runs_both_phases_and_everything_follows_the_derived_
     raw = example_config(save, prune_exclude=["conv1"])
     assert run(tmp_path, raw) == 0
     out = capsys.readouterr()
-    assert "[derive_spec]" not in out.err  # every operation of the example is understood
+    # every operation of the example is understood: the one line is the summary, nothing held fixed
+    derived = [line for line in out.err.splitlines() if line.startswith("[derive_spec]")]
+    assert derived == ["[derive_spec] MyCNN: 3 groups, 28 permutable units, 0 place(s) held fixed "
+                       "(python -m matching.derive prints the table)"]
     results = json.loads((run_dir(save, "cfg") / "results.json").read_text())
     assert set(results["sparse"]["1"]) == {"lth", "naive", "permuted"}
 
