@@ -11,6 +11,7 @@ from benchmarks import (
     bench_threads,
     bench_training,
     bench_weight_matching,
+    bench_zoo_recovery,
     gpu_bench,
     run_all,
 )
@@ -49,8 +50,18 @@ def test_activation_matching_benchmark_gives_identical_permutations(tmp_path):
 
 def test_weight_matching_benchmark_runs_tiny(tmp_path):
     out = tmp_path / "wm.json"
-    bench_weight_matching.main(["--tiny", "--json", str(out)])
-    assert _load(out)["tables"][0]["rows"][0][0] == "ResNet20x1"
+    bench_weight_matching.main(["--tiny", "--starts", "--json", str(out)])
+    section = _load(out)
+    assert section["tables"][0]["rows"][0][0] == "ResNet20x1"
+    before, now = section["tables"][1]["rows"][0][4:6]  # objectives: the kept descent is never worse
+    assert now >= before
+
+
+def test_zoo_recovery_benchmark_reports_exact_recovery_tiny(tmp_path):
+    out = tmp_path / "zoo.json"
+    bench_zoo_recovery.main(["--tiny", "--json", str(out)])
+    (row,) = _load(out)["data"]["rows"]
+    assert row[0] == "mobilenet_v3_small" and abs(row[7] - 1) < 1e-9 and row[8] and row[11]
 
 
 def test_demo_benchmark_runs_tiny(tmp_path):

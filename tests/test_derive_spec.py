@@ -100,8 +100,8 @@ def small_vgg11_bn() -> nn.Module:
 ZOO = {
     "resnet18": (lambda: torchvision.models.resnet18(weights=None, num_classes=10), (2, 3, 16, 16)),
     "vgg11_bn": (small_vgg11_bn, (2, 3, 32, 32)),
-    # its first three stages (depthwise convs, residual blocks of 2 and 3), full width: weight matching's
-    # coordinate descent can stop in a local optimum on narrower ones (8 to 16 channels per stream)
+    # its first three stages (depthwise convs, residual blocks of 2 and 3); the whole zoo, narrow and at
+    # several seeds, is in tests/test_zoo_matching.py
     "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(
         weights=None, num_classes=10, inverted_residual_setting=[[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2]]),
         (2, 3, 16, 16)),
