@@ -114,9 +114,14 @@ def figure_training_curves(run_dir: Path, name: str, title: str) -> Plot | Skip:
                 # The legend says colour = run and line style = k, in one entry each, not one per combination.
                 for run in runs:
                     ax.plot([], [], color=_color(run), alpha=0.6 if "+" in run else 1.0, label=run)
-                for k in ks:
+                for k in ks if len(ks) > 1 else []:  # one k needs no line-style key: the title names it
                     ax.plot([], [], color="dimgray", linestyle=K_STYLES[ks.index(k)], label=f"sparse, k = {k}")
-                shown = "" if len(ks) == len({k for _, k in sparse}) else f" (k = {', '.join(map(str, ks))} shown)"
+                if len(ks) == 1:
+                    shown = f" from k = {ks[0]}"
+                elif len(ks) < len({k for _, k in sparse}):
+                    shown = f" (k = {', '.join(map(str, ks))} shown)"
+                else:
+                    shown = ""
                 ax.set_title(f"sparse runs{shown}: {quantity}", fontsize=10)
             ax.set_xlabel("IMP fine-tuning epoch, rounds in order" if column == "imp" else "epoch of the run")
             ax.set_ylabel(quantity)

@@ -173,7 +173,7 @@ def test_acc_vs_k_with_one_rewind_point_and_one_config(made):
     assert_row(rows[0], list(DEMO_DENSE.values()))
     for i, row in enumerate(rows[1:]):
         assert_row(row, [accs[i] for accs in DEMO.values()])
-    # the hand-computed mean of permuted (88.86, 89.05, 89.15), as the demo table of docs/getting-started.md has it
+    # the hand-computed mean of permuted (88.86, 89.05, 89.15), as an earlier demo table had it
     assert round(float(rows[3]["mean"]), 2) == 89.02
 
 
