@@ -2,7 +2,7 @@
 
 Each is met by users through the command line, so each runs ``experiment.py`` in a subprocess: one line on
 stderr, exit status 2, nothing written. The runaway cases are also timed in-process (the subprocess adds
-PyTorch's import time): refused within a second.
+PyTorch's import time): refused within a second of CPU time.
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ def assert_refused(proc: subprocess.CompletedProcess, expected: str) -> None:
 @pytest.mark.parametrize("key", ["model_kwargs", "dataset_root", "rewind_points", "unknown_key"])
 def test_alias_bomb_is_refused_before_anything_is_built(tmp_path, key):
     config = tmp_path / "bomb.yaml"
-    config.write_text(valid_text(**{key: bomb(8)}).replace(f"dataset_root: {VALID['dataset_root']}\n", "")
-                      if key == "dataset_root" else valid_text(**{key: bomb(8)}))
-    began = time.perf_counter()
+    text = valid_text(**{key: bomb(8)})
+    if key == "dataset_root":  # the bomb is its only value (a second one would be a duplicate key)
+        text = text.replace(f"dataset_root: {VALID['dataset_root']}\n", "")
+    config.write_text(text)
+    began = time.process_time()
     with pytest.raises(ConfigError, match="aliases expand to more than") as err:
         read_config_file(config)
-    assert time.perf_counter() - began < 1.0  # 10 ** 8 values unrefused: minutes and gigabytes
+    assert time.process_time() - began < 1.0  # 10 ** 8 values unrefused: minutes and gigabytes
     assert str(err.value).startswith(str(config))
     before = files_under(tmp_path)
     assert_refused(run_cli(tmp_path, "-config", str(config)), "an alias bomb")
@@ -87,20 +89,20 @@ def test_recursive_and_deep_documents_are_one_line():
     with pytest.raises(YamlRefused, match=f"nested more than {MAX_DEPTH} levels"):
         parse_yaml("[" * 5000 + "]" * 5000)  # PyYAML's own composer would hit Python's recursion limit
     chain = "l0: &l0 [1]\n" + "\n".join(f"l{i}: &l{i} [*l{i - 1}]" for i in range(1, 3 * MAX_DEPTH))
-    began = time.perf_counter()
+    began = time.process_time()
     with pytest.raises(YamlRefused, match=f"nested more than {MAX_DEPTH} levels"):
         parse_yaml(chain)  # few lines, each one level deep, but the aliases nest 300 levels
-    assert time.perf_counter() - began < 1.0
+    assert time.process_time() - began < 1.0
 
 
 def test_alias_bomb_in_a_set_value_is_refused():
     """``--set`` reads its value as YAML through the same loader."""
     levels = ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 6)]
-    began = time.perf_counter()
+    began = time.process_time()
     with pytest.raises(ConfigError, match=r"^--set model_kwargs=\[&l0 .*alias bomb") as err:
         parse_override(f"model_kwargs=[{', '.join(levels)}]")
-    assert time.perf_counter() - began < 1.0 and len(str(err.value)) <= 400
+    assert time.process_time() - began < 1.0 and len(str(err.value)) <= 400
 
 
 def test_duplicate_key_names_the_key_and_both_lines(tmp_path):
