@@ -12,7 +12,7 @@ from data.bundle import DataBundle
 from data.cifar import load_cifar
 from data.idx import load_fashion_mnist
 from data.imagenet import ImageNetBundle
-from data.info import DatasetInfo, dataset_info
+from data.info import DatasetInfo, dataset_info, normalized_as
 from data.memory import InMemoryBundle, Splits
 from data.svhn import load_svhn
 
@@ -46,6 +46,7 @@ def build_data(
     num_workers: int = 0,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    normalization: str = "dataset",
 ) -> DataBundle:
     """Load dataset ``name`` from ``root`` and serve it as batches on ``device``.
 
@@ -54,8 +55,10 @@ def build_data(
     (whose files are sorted by class). Raises DatasetNotFound when the files
     are missing (after trying to download them if ``download``), KeyError for
     an unknown name, ValueError when not even one training batch fits.
+    ``normalization`` (``dataset`` or ``imagenet``) chooses the inputs' mean and std
+    (``data.info.normalized_as``).
     """
-    info = dataset_info(name)
+    info = normalized_as(dataset_info(name), normalization)
     for label, value in (("train_subset", train_subset), ("test_subset", test_subset)):
         if value is not None and value <= 0:
             raise ValueError(f"{label} must be positive or None, got {value}")

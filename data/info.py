@@ -6,7 +6,7 @@ never touches the disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class DatasetInfo:
     # other shapes; the released SVHN loader has none either.
     hflip: bool = True
 
+
+# ImageNet's per-channel mean and std: the released code normalised CIFAR-10 with these, not CIFAR-10's own.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
@@ -48,11 +52,27 @@ DATASETS: dict[str, DatasetInfo] = {
         "/usr/share/datasets/fashion-mnist) or set `download: true` on a machine that is online",
     ),
     "imagenet": DatasetInfo(
-        "imagenet", 3, 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False, True,
+        "imagenet", 3, 1000, 224, IMAGENET_MEAN, IMAGENET_STD, False, True,
         "ImageNet cannot be downloaded automatically: put the ILSVRC2012 train/ and val/ "
         "folders (one sub-folder per class) under dataset_root",
     ),
 }
+
+
+def normalized_as(info: DatasetInfo, normalization: str) -> DatasetInfo:
+    """``info`` with the mean and std of ``normalization``: ``dataset`` (its own) or ``imagenet``.
+
+    A dataset of other than three channels takes ImageNet's statistics averaged over the three channels in
+    each of its channels (a grey image's share of them), so the setting means the same kind of mismatch there.
+    """
+    if normalization == "dataset":
+        return info
+    if normalization != "imagenet":
+        raise ValueError(f"normalization: must be 'dataset' or 'imagenet', got {normalization!r}")
+    if info.in_channels == 3:
+        return replace(info, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    grey_mean, grey_std = sum(IMAGENET_MEAN) / 3, sum(IMAGENET_STD) / 3
+    return replace(info, mean=(grey_mean,) * info.in_channels, std=(grey_std,) * info.in_channels)
 
 
 def dataset_info(name: str) -> DatasetInfo:

@@ -71,6 +71,11 @@ _MAX_TIE_BREAK_PASSES = 10
 # Two correlations closer than this are a tie, to be broken by the weights (interchangeable units
 # have been made exactly equal, dead ones are exactly 0).
 _TIE_GAP = 1e-9
+# How each unit's standard deviation is estimated (``std=`` of activation_matching): `pooled`, over all
+# samples of all batches; `batch_mean`, the mean of its per-batch sample standard deviations with 1e-4 added
+# to the product of two, as the paper's released ResNet20 matching estimated it.
+STD_ESTIMATES = ("pooled", "batch_mean")
+_BATCH_MEAN_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ class _Moments:
     m2_a: torch.Tensor
     m2_b: torch.Tensor
     comoment: torch.Tensor  # [unit of A, unit of B]
+    # The mean over batches of each unit's per-batch sample standard deviation (the `batch_mean` estimate).
+    batch_std_a: torch.Tensor | None = None
+    batch_std_b: torch.Tensor | None = None
 
 
 def _cross(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
@@ -150,6 +158,7 @@ class _ModuleStats:
         self.shift: dict[str, torch.Tensor] = {}
         self.sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.cross: torch.Tensor | None = None  # [unit of A, unit of B]
+        self.batch_std: dict[str, tuple[torch.Tensor, int]] = {}  # role -> (sum of per-batch stds, batches)
 
     def shifted(self, out: Any, role: str) -> torch.Tensor:
         """(N, C, *spatial) -> (N * prod(spatial), C), shifted, in a buffer; adds its sums.
@@ -189,7 +198,14 @@ class _ModuleStats:
         part = (centered.sum(0).double(), squares.sum(0).double())
         old = self.sums.get(role)
         self.sums[role] = part if old is None else (old[0] + part[0], old[1] + part[1])
+        self._add_batch_std(role, part, centered.shape[0])
         return centered
+
+    def _add_batch_std(self, role: str, part: tuple[torch.Tensor, torch.Tensor], rows: int) -> None:
+        """Adds this batch's sample standard deviation per unit (shift-invariant, from its sums)."""
+        var = (part[1] - part[0] * part[0] / rows).clamp_min(0) / max(rows - 1, 1)
+        total, batches = self.batch_std.get(role, (0.0, 0))
+        self.batch_std[role] = (var.sqrt() + total, batches + 1)
 
     def add_cross(self, za: torch.Tensor, zb: torch.Tensor) -> None:
         if za.shape != zb.shape:
@@ -215,6 +231,8 @@ class _ModuleStats:
             m2_a=(sq_a - sum_a * sum_a / n).clamp_min(0),
             m2_b=(sq_b - sum_b * sum_b / n).clamp_min(0),
             comoment=self.cross - torch.outer(sum_a, sum_b) / n,
+            batch_std_a=self.batch_std["a"][0] / self.batch_std["a"][1],
+            batch_std_b=self.batch_std["b"][0] / self.batch_std["b"][1],
         )
 
 
@@ -230,17 +248,24 @@ def _pool(parts: list[_Moments]) -> _Moments:
     m2_a = sum(p.m2_a + p.count * (p.mean_a - mean_a) ** 2 for p in parts)
     m2_b = sum(p.m2_b + p.count * (p.mean_b - mean_b) ** 2 for p in parts)
     comoment = sum(p.comoment + p.count * torch.outer(p.mean_a - mean_a, p.mean_b - mean_b) for p in parts)
-    return _Moments(n, mean_a, mean_b, m2_a, m2_b, comoment)
+    # the batch-mean estimate of several modules pooled: their sample-weighted mean
+    batch_std_a = sum(p.count * p.batch_std_a for p in parts) / n
+    batch_std_b = sum(p.count * p.batch_std_b for p in parts) / n
+    return _Moments(n, mean_a, mean_b, m2_a, m2_b, comoment, batch_std_a, batch_std_b)
 
 
-def _correlation(m: _Moments) -> GroupCorrelation:
+def _correlation(m: _Moments, std: str = "pooled") -> GroupCorrelation:
     n = m.count
     var_a, var_b = m.m2_a / n, m.m2_b / n
     dead_a = _dead(var_a, m.mean_a)
     dead_b = _dead(var_b, m.mean_b)
-    std_a = torch.where(dead_a, torch.ones_like(var_a), var_a.sqrt())
-    std_b = torch.where(dead_b, torch.ones_like(var_b), var_b.sqrt())
-    corr = (m.comoment / n) / torch.outer(std_a, std_b)
+    if std == "batch_mean":
+        denominator = torch.outer(m.batch_std_a, m.batch_std_b) + _BATCH_MEAN_EPS
+    else:
+        std_a = torch.where(dead_a, torch.ones_like(var_a), var_a.sqrt())
+        std_b = torch.where(dead_b, torch.ones_like(var_b), var_b.sqrt())
+        denominator = torch.outer(std_a, std_b)
+    corr = (m.comoment / n) / denominator
     corr = corr.masked_fill(dead_a[:, None] | dead_b[None, :], 0.0).T.contiguous()  # [unit of B, unit of A]
     corr = _merge_interchangeable(corr, ~dead_a, dim=1)
     corr = _merge_interchangeable(corr, ~dead_b, dim=0)
@@ -324,13 +349,16 @@ def collect_correlations(
     model_b: nn.Module,
     batches: Iterable[Any],
     spec: PermutationSpec,
+    std: str = "pooled",
 ) -> dict[str, GroupCorrelation]:
     """Per group with activation modules: unit correlations between A and B over ``batches``.
 
     One forward pass of each model per batch, in eval mode under ``no_grad``;
     every module's training flag is restored afterwards. A module listed in
-    several groups is measured once.
+    several groups is measured once. ``std`` is one of ``STD_ESTIMATES``.
     """
+    if std not in STD_ESTIMATES:
+        raise ValueError(f"std must be one of {', '.join(STD_ESTIMATES)}, got {std!r}")
     groups = {g: list(names) for g, names in spec.activations.items() if names}
     scratch = _Scratch()
     stats = {name: _ModuleStats(name, scratch) for names in groups.values() for name in names}
@@ -395,7 +423,7 @@ def collect_correlations(
     if any(s.count == 0 for s in stats.values()):
         raise ValueError("activation matching got no batches (or a listed module never ran)")
     moments = {name: s.moments() for name, s in stats.items()}
-    return {g: _correlation(_pool([moments[n] for n in names])) for g, names in groups.items()}
+    return {g: _correlation(_pool([moments[n] for n in names]), std) for g, names in groups.items()}
 
 
 def activation_matching(
@@ -403,16 +431,19 @@ def activation_matching(
     model_b: nn.Module,
     batches: Iterable[Any],
     spec: PermutationSpec | None = None,
+    std: str = "pooled",
 ) -> dict[str, torch.Tensor]:
     """Permutations (one CPU LongTensor per group) moving A's units onto B's by activation correlation.
 
     ``batches`` yields ``(x, y)`` pairs or bare inputs; ``spec`` defaults to
     ``model_a.permutation_spec()``. Groups without activation modules in the
-    spec are matched by weights, given the other groups' permutations.
+    spec are matched by weights, given the other groups' permutations. ``std``:
+    how unit standard deviations are estimated (``STD_ESTIMATES``).
     """
     if spec is None:
         spec = model_a.permutation_spec()
-    return permutations_from_correlations(model_a, model_b, collect_correlations(model_a, model_b, batches, spec), spec)
+    correlations = collect_correlations(model_a, model_b, batches, spec, std)
+    return permutations_from_correlations(model_a, model_b, correlations, spec)
 
 
 def permutations_from_correlations(

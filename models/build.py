@@ -75,6 +75,22 @@ def build_model(config: Any) -> nn.Module:
         raise UserError(str(err)) from None  # the user's class or kwargs: one line, no traceback
     if not isinstance(model, nn.Module):
         raise UserError(f"model_type {entry.name!r} built a {type(model).__name__}, not a torch.nn.Module")
+    _set_matching_stream(model, entry.name, getattr(getattr(config, "matching", None), "stream", "pooled"))
     return adapt(model, arch_key=f"{arch_key}-{info.name}",
                  input_shape=(info.in_channels, info.image_size, info.image_size),
                  exclude=getattr(config, "prune_exclude", None))
+
+
+def _set_matching_stream(model: nn.Module, name: str, stream: str) -> None:
+    """Give the model ``matching.stream``'s choice of residual-stream activations for its spec.
+
+    Not part of the architecture (the model key): it changes which activations activation matching reads,
+    which enters the permutation's key instead. A model that does not declare the choice (a plug-in, whose
+    spec is derived from its graph) has only ``pooled``.
+    """
+    if stream == "pooled":
+        return
+    if stream not in getattr(type(model), "matching_streams", ("pooled",)):
+        raise UserError(f"matching.stream: {stream!r} is defined for the paper's models (ResNet20, ResNet50, "
+                        f"VGG11) and MLP, not for {name!r}; use 'pooled'")
+    model.matching_stream = stream

@@ -14,6 +14,9 @@ from models.base import SpecBuilder, conv_linear_weights
 class MLP(nn.Sequential):
     """Flatten → fc1 → relu1 → … → fc{n} → relu{n} → classifier, with ``hidden`` widths × ``width``."""
 
+    # No residual stream (each group is one ReLU's output): both matching.stream choices give the same spec.
+    matching_streams = ("pooled", "released")
+
     def __init__(
         self,
         num_classes: int = 10,

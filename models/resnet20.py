@@ -39,9 +39,20 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    """Stem 16w, three stages of three BasicBlocks (16w, 32w, 64w), linear 64w→classes."""
+    """Stem 16w, three stages of three BasicBlocks (16w, 32w, 64w), linear 64w→classes.
+
+    ``matching_stream`` (set by ``models.build_model`` from ``matching.stream``) chooses which
+    activations stand for each residual stream in the spec: ``pooled``, the stem and every block
+    output of the stage; ``released``, the one block output the paper's released matching code
+    used per stage (``RELEASED_STREAM_TAPS``).
+    """
 
     blocks_per_stage = 3
+    matching_streams = ("pooled", "released")
+    matching_stream = "pooled"
+    # The released code matched each stream on the output of its blocks 3, 6 and 8 counted from the stem
+    # (block 0): the last block of stages 1 and 2, but the middle block of stage 3.
+    RELEASED_STREAM_TAPS = {"stream1": "layer1.2", "stream2": "layer2.2", "stream3": "layer3.1"}
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 1) -> None:
         super().__init__()
@@ -73,11 +84,13 @@ class ResNet20(nn.Module):
     def permutation_spec(self) -> PermutationSpec:
         """Groups: ``stream{s}`` (residual stream of stage s, shared with the stem for s=1
         because stage 1 has no shortcut conv) and ``layer{s}.{b}.inner`` (after conv1/bn1/relu1)."""
+        pooled = self.matching_stream == "pooled"
         b = SpecBuilder(self)
         stream = "stream1"
         b.layer("conv1", stream, None)
         b.norm("bn1", stream)
-        b.act(stream, "relu")
+        if pooled:
+            b.act(stream, "relu")
         for s in (1, 2, 3):
             stage = getattr(self, f"layer{s}")
             prev, stream = stream, f"stream{s}"
@@ -92,7 +105,8 @@ class ResNet20(nn.Module):
                 if len(block.shortcut):
                     b.layer(f"{name}.shortcut.0", stream, block_in)
                     b.norm(f"{name}.shortcut.1", stream)
-                b.act(stream, name)
+                if pooled or self.RELEASED_STREAM_TAPS[stream] == name:
+                    b.act(stream, name)
         b.layer("linear", None, stream)
         return b.build()
 

@@ -35,6 +35,13 @@ class Bottleneck(tv.Bottleneck):
 
 
 class ResNet50(tv.ResNet):
+    """``matching_stream`` (set by ``models.build_model``): ``pooled`` reads each stream at every block
+    output of its stage; ``released`` at its stage's last block only, and the stem after the max-pool,
+    as the paper's released ResNet50 matching did."""
+
+    matching_streams = ("pooled", "released")
+    matching_stream = "pooled"
+
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, width: int = 1) -> None:
         if width < 1:
             raise ValueError(f"width must be a positive integer, got {width}")
@@ -48,11 +55,12 @@ class ResNet50(tv.ResNet):
         stage s, read at each block's output) and ``layer{s}.{b}.inner1``/``inner2`` (after
         ``relu1``/``relu2``). Each stage's first block has a ``downsample`` conv mapping the
         previous stream (the stem for stage 1) to the new one."""
+        pooled = self.matching_stream == "pooled"
         b = SpecBuilder(self)
         stream = "stem"
         b.layer("conv1", stream, None)
         b.norm("bn1", stream)
-        b.act(stream, "relu")
+        b.act(stream, "relu" if pooled else "maxpool")
         for s in (1, 2, 3, 4):
             stage = getattr(self, f"layer{s}")
             prev, stream = stream, f"stream{s}"
@@ -73,7 +81,8 @@ class ResNet50(tv.ResNet):
                 if block.downsample is not None:
                     b.layer(f"{name}.downsample.0", stream, block_in)
                     b.norm(f"{name}.downsample.1", stream)
-                b.act(stream, name)
+                if pooled or i == len(stage) - 1:
+                    b.act(stream, name)
         b.layer("fc", None, stream)
         return b.build()
 

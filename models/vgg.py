@@ -18,6 +18,10 @@ VGG11_CONFIG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 51
 
 
 class VGG(nn.Module):
+    # No residual stream: each group is read at its one ReLU, which is also what the released VGG11 matching read,
+    # so both matching.stream choices give the same spec.
+    matching_streams = ("pooled", "released")
+
     def __init__(
         self,
         num_classes: int = 10,

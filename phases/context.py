@@ -74,7 +74,8 @@ class RunContext:
                 self._data = build_data(
                     self.cfg.dataset, self.cfg.data_root, batch_size=self.cfg.batch_size, device=self.device,
                     download=self.cfg.download, num_workers=self.cfg.num_workers,
-                    train_subset=self.cfg.train_subset, test_subset=self.cfg.test_subset)
+                    train_subset=self.cfg.train_subset, test_subset=self.cfg.test_subset,
+                    normalization=self.cfg.normalization)
             except DatasetNotFound as err:
                 raise UserError(str(err)) from None
             except ValueError as err:  # e.g. a batch larger than the (sub)set, a malformed file

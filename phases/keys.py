@@ -57,6 +57,10 @@ class MatchSettings:
     method: str
     num_batches: int | None = None  # activation matching
     augment: bool | None = None  # activation matching: augmented, shuffled batches instead of a fixed order
+    # Activation matching's residual-stream activations (matching.stream); absent at `pooled`, so keys made
+    # before the setting existed stay.
+    stream: str | None = None
+    std: str | None = None  # activation matching's std estimate (matching.std); absent at `pooled`, likewise
     max_iter: int | None = None  # weight matching
     seed: int | None = None  # weight matching's group order
     # Early matching (the paper's Table 15): B's checkpoint after this many epochs instead of its final model.
@@ -110,8 +114,13 @@ def schedule_settings(cfg: Config) -> dict[str, Any]:
 
 
 def data_settings(cfg: Config) -> dict[str, Any]:
-    return {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
-            "batch_size": cfg.batch_size}
+    """The data a stage trains or measures on; ``normalization`` only when it is not the dataset's own, so keys
+    made before the setting existed stay."""
+    settings = {"dataset": cfg.dataset, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset,
+                "batch_size": cfg.batch_size}
+    if cfg.normalization != "dataset":
+        settings["normalization"] = cfg.normalization
+    return settings
 
 
 def dense_settings(cfg: Config, seed: int, role: str) -> DenseSettings:
@@ -141,7 +150,9 @@ def imp_target_settings(cfg: Config) -> ImpTargetSettings:
 def match_settings(cfg: Config) -> MatchSettings:
     m = cfg.matching
     if m.method == "activation":
-        return MatchSettings(method=m.method, num_batches=m.num_batches, augment=m.augment)
+        return MatchSettings(method=m.method, num_batches=m.num_batches, augment=m.augment,
+                             stream=None if m.stream == "pooled" else m.stream,
+                             std=None if m.std == "pooled" else m.std)
     return MatchSettings(method=m.method, max_iter=m.max_iter, seed=m.seed)
 
 

@@ -60,7 +60,7 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
     when = "" if art.settings.get("b_epoch") is None else f" after {art.settings['b_epoch']} epochs"
     print(f"[match] {m.method} matching of A to B{when}", flush=True)
     if m.method == "activation":
-        perms = activation_matching(model_a, model_b, matching_batches(ctx), spec=spec)
+        perms = activation_matching(model_a, model_b, matching_batches(ctx), spec=spec, std=m.std)
     else:
         perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m.seed, max_iter=m.max_iter)
     perms = {g: p.cpu() for g, p in perms.items()}

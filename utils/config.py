@@ -29,6 +29,16 @@ from utils.paths import path_problem
 from utils.safe_yaml import YamlRefused, read_yaml_file
 
 MATCHING_METHODS = ("activation", "weight")
+# matching.stream: which activations stand for a residual stream in activation matching (the model's spec,
+# models/*.py): `pooled`, every block output of a stage and the stem's pooled into one correlation; `released`,
+# one block output per stage, as the paper's released code chose them.
+MATCHING_STREAMS = ("pooled", "released")
+# normalization: the per-channel mean and std inputs are normalised with (data/info.py): `dataset`, the
+# dataset's own; `imagenet`, ImageNet's, as the released loaders did for CIFAR-10.
+NORMALIZATIONS = ("dataset", "imagenet")
+# matching.std: how activation matching estimates each unit's standard deviation (matching/activation_matching.py):
+# `pooled`, over all matching samples; `batch_mean`, the mean of per-batch ones (the released ResNet20 code's).
+MATCHING_STDS = ("pooled", "batch_mean")
 SPARSE_RUNS = ("lth", "naive", "permuted", "random")
 RESCALED = "+rescale"  # a sparse run name suffix: the same run from rescaled initialization (pruning/rescale.py)
 PRECISIONS = ("fp32", "bf16")
@@ -114,6 +124,8 @@ class MatchingConfig:
     # false: the training set in a fixed order, un-augmented; true: augmented, shuffled training batches (the
     # paper's choice), drawn from a seed derived from the run seed.
     augment: bool = False
+    stream: str = "pooled"  # MATCHING_STREAMS: a residual stream's activations; `released` as the paper's code
+    std: str = "pooled"  # MATCHING_STDS: each unit's standard deviation; `batch_mean` as the released ResNet20 code
     max_iter: int = 100  # weight matching sweeps
     seed: int = 0  # weight matching's group order
     # 11 points, as the paper's Fig. 3; only the interpolation artifact depends on it (no training does).
@@ -187,6 +199,7 @@ class Config:
     download: bool = False
     train_subset: int | None = None
     test_subset: int | None = None
+    normalization: str = "dataset"  # NORMALIZATIONS: inputs' mean and std; `imagenet` as the released CIFAR-10 loader
     epochs: int = 200
     model_b_epochs: int | None = None  # defaults to `epochs`
     sparse_epochs: int | None = None  # defaults to `epochs`
@@ -453,6 +466,12 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"optimizer.type: only SGD is supported (the paper's optimizer), got {cfg.optimizer.type!r}")
     if cfg.matching.method not in MATCHING_METHODS:
         fail(f"matching.method: must be one of {', '.join(MATCHING_METHODS)}, got {cfg.matching.method!r}")
+    if cfg.matching.stream not in MATCHING_STREAMS:
+        fail(f"matching.stream: must be one of {', '.join(MATCHING_STREAMS)}, got {cfg.matching.stream!r}")
+    if cfg.matching.std not in MATCHING_STDS:
+        fail(f"matching.std: must be one of {', '.join(MATCHING_STDS)}, got {cfg.matching.std!r}")
+    if cfg.normalization not in NORMALIZATIONS:
+        fail(f"normalization: must be one of {', '.join(NORMALIZATIONS)}, got {cfg.normalization!r}")
     if not cfg.matching.alphas or any(not 0.0 <= a <= 1.0 for a in cfg.matching.alphas):
         fail(f"matching.alphas: must be a non-empty list of numbers in [0, 1], got {cfg.matching.alphas}")
     if not {0.0, 0.5, 1.0} <= set(cfg.matching.alphas):
