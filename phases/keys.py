@@ -195,6 +195,13 @@ def science_config(cfg: Config) -> dict[str, Any]:
         d.pop(k, None)
     if d.get("prune_exclude") is None:  # unset: configs written before the key keep their hash
         d.pop("prune_exclude", None)
+    # Settings added later, at the value that gives the behaviour from before they existed: left out, so those
+    # configs keep their hash.
+    if d.get("normalization") == "dataset":
+        d.pop("normalization")
+    for k, before in (("stream", "pooled"), ("std", "pooled")):
+        if d["matching"].get(k) == before:
+            d["matching"].pop(k)
     d["pruning"] = {**d["pruning"], "tolerance": cfg.pruning.tolerance_for(cfg.model_type)}
     for k in ("tolerance_resnet20", "tolerance_vgg11"):
         d["pruning"].pop(k, None)

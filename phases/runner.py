@@ -167,6 +167,8 @@ def run_from_args(args: Args) -> int:
     what = "demo" if args.config is None else args.config
     print(f"sparse-rebasin: {what}, seed {args.seed}, device {ctx.device}, precision {cfg.precision}, "
           f"save_path {cfg.save_path}, run directory {run_dir_name(ctx.label, cfg)}")
+    if cfg.b_epochs != cfg.epochs:  # a quick trial (--set epochs=2) of a config that pins B's epochs says so
+        print(f"note: dense A trains {cfg.epochs} epochs, dense B {cfg.b_epochs} (model_b_epochs)")
     if args.study:
         from phases.studies import get_study, run_study
 

@@ -71,6 +71,8 @@ def test_the_cifar100_base_is_the_cifar10_recipe_on_another_dataset():
     c10 = read_config_file(REPO / "configs" / "config_4_95.yaml")
     c100 = read_config_file(REPO / "configs_cifar100" / "config_4_95.yaml")
     assert c100.pop("dataset") == "cifar100" and c10.pop("dataset") == "cifar10"
+    # the released loaders normalised CIFAR-10 with ImageNet's statistics, CIFAR-100 with its own
+    assert c100.pop("normalization") == "dataset" and c10.pop("normalization") == "imagenet"
     assert c10 == c100
 
 

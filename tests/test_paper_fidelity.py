@@ -11,16 +11,22 @@ give the same permutation of A on the same models and batches.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.optimize
 import torch
 from torch import nn
 
+from data import build_data
+from data.info import dataset_info, normalized_as
 from matching import activation_matching
 from matching.activation_matching import collect_correlations
 from models import build_model
-from utils.config import Config, ConfigError, config_from_dict
+from utils.config import Config, ConfigError, config_from_dict, load_config
 
 # The released choice of stream activations: the output of blocks 3, 6, 8 (0 is the stem).
 RELEASED_STREAM_BLOCKS = {"stream1": 3, "stream2": 6, "stream3": 8}
@@ -134,3 +140,83 @@ def test_released_resnet50_stream_reads_the_last_block_of_each_stage_and_the_poo
 def test_stream_setting_is_checked():
     with pytest.raises(ConfigError, match="matching.stream"):
         config_from_dict({"matching": {"stream": "last"}}, check_data=False)
+
+
+# ------------------------------------------------------------------ the paper configs
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER_CONFIGS = sorted(p for folder in ("configs", "configs_cifar100") for p in (REPO / folder).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_each_paper_config_sets_what_the_released_run_did(path):
+    cfg = load_config(path, check_data=False)
+    # the released loaders: ImageNet's statistics for CIFAR-10, every other dataset its own
+    assert cfg.normalization == ("imagenet" if cfg.dataset == "cifar10" else "dataset")
+    m = cfg.matching
+    assert (m.method, m.augment, m.stream) == ("activation", True, "released")
+    # the released ResNet20 script averaged per-batch deviations; the ResNet50 and VGG11 ones pooled them
+    assert m.std == ("batch_mean" if cfg.model_type == "ResNet" else "pooled")
+    assert m.num_batches == (25 if cfg.dataset == "imagenet" else 390)
+    assert cfg.rewind_convention == "released" and cfg.precision == "fp32"
+    assert cfg.model_b_epochs is None  # B follows `epochs`, so `--set epochs=2` trains both for 2
+
+
+def test_the_paper_grids_are_complete():
+    cells = {(c.model_type, c.dataset, c.width_multiplier, c.pruning.sparsity)
+             for c in (load_config(p, check_data=False) for p in PAPER_CONFIGS)}
+    for dataset in ("cifar10", "cifar100"):
+        assert {(w, s) for t, d, w, s in cells if t == "ResNet" and d == dataset} == {
+            (w, s) for w in (1, 4, 8, 16) for s in (0.8, 0.9, 0.95, 0.97)}
+    assert {s for t, d, w, s in cells if t == "ResNet50"} == {0.8, 0.9, 0.95, 0.97}
+    assert {s for t, d, w, s in cells if t == "VGG11"} == {0.8, 0.9}
+
+
+def test_a_quick_trial_of_a_paper_config_trains_b_for_its_epochs_and_a_pinned_b_is_announced(fake_cifar10, tmp_path):
+    cfg = load_config(REPO / "configs" / "config_1_90.yaml", check_data=False)
+    cfg.epochs = 2
+    assert cfg.b_epochs == 2
+    out = subprocess.run(
+        [sys.executable, "experiment.py", "-config", "configs/config_1_90.yaml", "-pretrain", "False",
+         "-save_path", str(tmp_path), "--set", f"dataset_root={fake_cifar10}", "--set", "epochs=110",
+         "--set", "model_b_epochs=120", "--set", "device=cpu"],
+        cwd=REPO, capture_output=True, text=True, check=False)
+    assert "note: dense A trains 110 epochs, dense B 120 (model_b_epochs)" in out.stdout, out.stdout + out.stderr
+    quiet = subprocess.run(
+        [sys.executable, "experiment.py", "-config", "configs/config_1_90.yaml", "-pretrain", "False",
+         "-save_path", str(tmp_path), "--set", f"dataset_root={fake_cifar10}", "--set", "epochs=110",
+         "--set", "device=cpu"],
+        cwd=REPO, capture_output=True, text=True, check=False)
+    assert "sparse-rebasin:" in quiet.stdout and "note: dense A" not in quiet.stdout
+
+
+def test_imagenet_normalization_uses_imagenet_statistics_on_any_channel_count():
+    cifar = normalized_as(dataset_info("cifar10"), "imagenet")
+    assert (cifar.mean, cifar.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert normalized_as(dataset_info("cifar10"), "dataset") == dataset_info("cifar10")
+    grey = normalized_as(dataset_info("fashion-mnist"), "imagenet")
+    assert grey.mean == pytest.approx((0.449,)) and grey.std == pytest.approx((0.226,))
+    with pytest.raises(ConfigError, match="normalization"):
+        config_from_dict({"normalization": "cifar"}, check_data=False)
+
+
+def test_normalization_changes_the_inputs_and_the_dense_keys_only_when_set(fake_cifar10):
+    from phases import graph
+
+    plain = build_data("cifar10", fake_cifar10, batch_size=8, train_subset=8)
+    imagenet = build_data("cifar10", fake_cifar10, batch_size=8, train_subset=8, normalization="imagenet")
+    (x0, _), (x1, _) = next(plain.eval_train_batches(1)), next(imagenet.eval_train_batches(1))
+    raw = x0 * torch.tensor(dataset_info("cifar10").std).view(1, 3, 1, 1) \
+        + torch.tensor(dataset_info("cifar10").mean).view(1, 3, 1, 1)
+    expected = (raw - torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)) / torch.tensor(
+        (0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    assert torch.allclose(x1, expected, atol=1e-5)
+    base = config_from_dict({}, check_data=False)
+    same = config_from_dict({"normalization": "dataset", "matching": {"stream": "pooled", "std": "pooled"}},
+                            check_data=False)
+    other = config_from_dict({"normalization": "imagenet"}, check_data=False)
+    released = config_from_dict({"matching": {"stream": "released"}}, check_data=False)
+    arts = [graph.run_artifacts(c, 0) for c in (base, same, other, released)]
+    assert {k: a.name for k, a in arts[0].items()} == {k: a.name for k, a in arts[1].items()}
+    assert arts[2]["dense_A"].name != arts[0]["dense_A"].name
+    assert arts[3]["dense_A"].name == arts[0]["dense_A"].name and arts[3]["perm"].name != arts[0]["perm"].name

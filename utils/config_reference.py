@@ -44,8 +44,11 @@ MEANINGS: dict[str, str] = {
     "train_subset": "use only N training examples (quick trials): the first N, or for ImageNet's class-sorted "
     "folders a fixed seeded random N",
     "test_subset": "the same for the test set",
+    "normalization": "the inputs' per-channel mean and std: `dataset` (its own) or `imagenet` (ImageNet's, as the "
+    "released loader used for CIFAR-10; a grey dataset takes their channel average). In the dense keys when not "
+    "`dataset`",
     "epochs": "dense A epochs",
-    "model_b_epochs": "dense B epochs (null: `epochs`)",
+    "model_b_epochs": "dense B epochs (null: `epochs`; the run's first lines say when A and B differ)",
     "sparse_epochs": "sparse runs train `sparse_epochs − k` epochs from rewind point k, under either convention, "
     "as the released code did (null: `epochs`)",
     "batch_size": "all training (the last partial batch is dropped); under torchrun the global batch",
@@ -107,6 +110,12 @@ MEANINGS: dict[str, str] = {
     "matching.augment": "false: the training set in a fixed order, un-augmented; true: augmented, shuffled "
     "training batches (the paper's choice) from a seed derived from the run seed. Part of the permutation key "
     "(activation matching only)",
+    "matching.stream": "the activations standing for a residual stream in activation matching: `pooled` (the stem "
+    "and every block output of a stage, pooled) or `released` (one block output per stage, as the released code "
+    "chose; docs/paper.md). In the permutation key when not `pooled`",
+    "matching.std": "each unit's standard deviation in the activation correlations: `pooled` (over all samples) or "
+    "`batch_mean` (the mean of per-batch ones plus 1e-4 in the product, as the released ResNet20 code). In the "
+    "permutation key when not `pooled`",
     "matching.max_iter": "weight matching sweeps",
     "matching.seed": "weight matching's group order",
     "matching.alphas": "interpolation grid (must include 0, 0.5, 1)",
