@@ -14,8 +14,15 @@ made by code that saved "checkpoint k" after k+1 epochs (the ``released`` conven
 and its k = 0 has no paper cell. ``results.json`` records which convention made it (runs from before the key
 say nothing and ran ``epochs``).
 
+A run is compared with a cell only when it ran the paper's experiment: its settings are checked against the paper
+config of that cell (``configs/``, ``configs_cifar100/``) in the order of ``COMPARED`` (model, width, dataset and
+the whole of it, sparsity, epochs, rewind convention, precision, normalisation, matching), and the numbers of
+examples it saw (``results.json``'s ``data``) against the real dataset's. A run that differs is listed at its
+cells as ``not comparable`` with the first setting that differs, and gets no verdict.
+
 "Within 2 SE": |ours − paper| ≤ 2·√(s_paper²/3 + s_ours²/n), the standard error of the difference of two means
-(a missing std counts as 0, so with one seed or a summary cell the test is stricter than it should be).
+from their variances (a missing std counts as 0, so with one seed or a summary cell the test is stricter than it
+should be).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis.table import SeedRun, find_runs, setting_of
+from models.registry import canonical_model_type, display_name
+from utils.config import Config, config_from_dict, load_config
+from utils.errors import UserError
 
 PAPER_TABLES = Path(__file__).with_name("paper_tables.csv")
 PAPER_SEEDS = 3
@@ -38,7 +48,16 @@ PAPER_CONVENTION = "released"
 METHOD_LABELS = {"lth": "LTH", "naive": "naive", "permuted": "perm."}
 CSV_COLUMNS = ("table", "row", "column", "setting", "sparsity", "method", "paper_k", "status", "config", "our_k",
                "rewind_convention", "paper_mean", "paper_std", "our_mean", "our_std", "our_seeds", "difference",
-               "within_2se", "perm_ge_naive_paper", "perm_ge_naive_ours")
+               "within_2se", "perm_ge_naive_paper", "perm_ge_naive_ours", "not_comparable")
+REPO = Path(__file__).resolve().parent.parent
+PAPER_CONFIG_DIRS = ("configs", "configs_cifar100")
+# The settings a run must share with its cell's paper config, in the order they are checked (the first that
+# differs is named). Epoch counts as the runner uses them: B's and the sparse runs' follow `epochs` when unset.
+COMPARED = ("model_type", "width_multiplier", "dataset", "train_subset", "test_subset", "pruning.sparsity", "epochs",
+            "model_b_epochs", "sparse_epochs", "rewind_convention", "precision", "normalization", "matching.method",
+            "matching.num_batches", "matching.augment", "matching.stream", "matching.std")
+# Training and test examples of the datasets the paper used: a run that saw others (a generated stand-in) differs.
+REAL_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenet": (1281167, 50000)}
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,52 @@ def convention_of(run: SeedRun) -> str:
     return run.results.get("rewind_convention") or run.config.get("rewind_convention") or "epochs"
 
 
+def setting_value(cfg: Config, key: str) -> Any:
+    """A ``COMPARED`` setting of ``cfg`` as the runner uses it."""
+    if key == "model_type":
+        return canonical_model_type(cfg.model_type)
+    if key == "model_b_epochs":
+        return cfg.b_epochs
+    if key == "sparse_epochs":
+        return cfg.total_sparse_epochs
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def paper_configs(root: Path = REPO) -> dict[tuple[str, int, str, int], Config]:
+    """(model as tables show it, width, dataset, sparsity %) -> the paper config that makes that cell."""
+    out = {}
+    for folder in PAPER_CONFIG_DIRS:
+        for path in sorted((root / folder).glob("*.yaml")):
+            cfg = load_config(path, check_data=False)
+            out[(display_name(cfg.model_type), cfg.width_multiplier, cfg.dataset,
+                 round(100 * cfg.pruning.sparsity))] = cfg
+    return out
+
+
+def first_difference(runs: list[SeedRun], paper: Config | None) -> str | None:
+    """The first way these seeds' experiment differs from the paper config ``paper``; None if it is the paper's."""
+    if paper is None:
+        return "no paper config makes this cell"
+    try:
+        ours = config_from_dict(runs[0].config, check_data=False)
+    except (UserError, ValueError) as err:
+        return f"its config.yaml does not load ({err})"
+    for key in COMPARED:
+        mine, theirs = setting_value(ours, key), setting_value(paper, key)
+        if mine != theirs:
+            return f"{key}: {mine} (paper: {theirs})"
+    real = REAL_SIZES.get(paper.dataset)
+    for run in runs:
+        data = run.results.get("data")
+        if real and isinstance(data, dict) and (data.get("train"), data.get("test")) != real:
+            return (f"data: {data.get('train')} training and {data.get('test')} test examples (paper: the real "
+                    f"{paper.dataset}, {real[0]} and {real[1]})")
+    return None
+
+
 @dataclass
 class Ours:
     """One config's seeds at one (sparsity, method, paper k): the accuracies over seeds."""
@@ -102,6 +167,7 @@ class Ours:
     our_k: int
     convention: str
     values: list[float]
+    differs: str | None = None  # the first setting in which this config is not the paper's experiment
 
     @property
     def mean(self) -> float:
@@ -112,8 +178,13 @@ class Ours:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
 
-def collect_ours(found: dict[str, list[SeedRun]], cells: set[tuple]) -> tuple[dict[tuple, list[Ours]], list[str]]:
-    """Paper-cell key -> our configs' numbers there; and one line per config whose runs no paper cell holds."""
+def collect_ours(found: dict[str, list[SeedRun]], cells: set[tuple],
+                 papers: dict[tuple, Config] | None = None) -> tuple[dict[tuple, list[Ours]], list[str]]:
+    """Paper-cell key -> our configs' numbers there; and one line per config whose runs no paper cell holds.
+
+    ``papers`` (default: ``paper_configs()``) gives each cell's paper config, to which each config is held.
+    """
+    papers = paper_configs() if papers is None else papers
     ours: dict[tuple, list[Ours]] = defaultdict(list)
     unmatched: list[str] = []
     for label, seeds in found.items():
@@ -139,11 +210,12 @@ def collect_ours(found: dict[str, list[SeedRun]], cells: set[tuple]) -> tuple[di
                     for method, entry in entries.items():
                         values[(method, int(k))].append(entry["accuracy"])
             no_cell = []
+            differs = first_difference(runs, papers.get((setting.model, setting.width, setting.dataset, sparsity)))
             for (method, k), accs in sorted(values.items()):
                 pk = paper_k(k, conv)
                 key = (setting.model, setting.width, setting.dataset, sparsity, method, pk)
                 if key in cells:
-                    ours[key].append(Ours(label, k, conv, accs))
+                    ours[key].append(Ours(label, k, conv, accs, differs))
                 else:
                     no_cell.append(f"{method} k={k}")
             if no_cell:
@@ -174,8 +246,12 @@ def compare_rows(paper: list[Cell], ours: dict[tuple, list[Ours]]) -> list[dict[
             rows.append({**base, "status": "missing", "perm_ge_naive_paper": paper_ge})
             continue
         for o in filled:
-            # SE of the difference of two independent means; a std we do not have counts as 0.
-            se = math.sqrt((cell.std or 0.0) ** 2 / PAPER_SEEDS + (o.std or 0.0) ** 2 / len(o.values))
+            if o.differs is not None:  # another experiment: its numbers are shown, with no verdict
+                rows.append({**base, "status": "not comparable", "config": o.config, "our_k": o.our_k,
+                             "rewind_convention": o.convention, "our_mean": o.mean, "our_std": o.std,
+                             "our_seeds": len(o.values), "not_comparable": o.differs})
+                continue
+            se = standard_error(cell.std, PAPER_SEEDS, o.std, len(o.values))
             diff = o.mean - cell.mean
             ours_ge = None
             if cell.method == "permuted":
@@ -188,6 +264,14 @@ def compare_rows(paper: list[Cell], ours: dict[tuple, list[Ours]]) -> list[dict[
                          "within_2se": abs(diff) <= 2 * se + 1e-9,  # 1e-9: two-decimal paper numbers, float sums
                          "perm_ge_naive_paper": paper_ge, "perm_ge_naive_ours": ours_ge})
     return rows
+
+
+def standard_error(std_a: float | None, n_a: int, std_b: float | None, n_b: int) -> float:
+    """The standard error of the difference of two independent means, from their variances: √(s_a²/n_a + s_b²/n_b).
+
+    A std we do not have counts as 0.
+    """
+    return math.sqrt((std_a or 0.0) ** 2 / n_a + (std_b or 0.0) ** 2 / n_b)
 
 
 def _pm(mean: float, std: float | None) -> str:
@@ -206,11 +290,14 @@ def markdown(rows: list[dict[str, Any]], unmatched: list[str]) -> str:
     out = ["# Our runs beside the paper's tables", "",
            "Test accuracy (%), mean ± std over seeds. Paper k is the column of the paper's table (checkpoint after "
            "k+1 epochs); our k is the rewind point of our run in its own convention. Within 2 SE: "
-           "|ours − paper| ≤ 2·√(s_paper²/3 + s_ours²/n).", ""]
+           "|ours − paper| ≤ 2·√(s_paper²/3 + s_ours²/n). A run whose settings are not the paper config's is "
+           "`not comparable` (the first setting that differs) and gets no verdict.", ""]
     filled = [r for r in rows if r["status"] == "filled"]
+    other = [r for r in rows if r["status"] == "not comparable"]
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in filled:
-        by_table[(r["table"], r["setting"])].append(r)
+    for r in rows:
+        if r["status"] != "missing":
+            by_table[(r["table"], r["setting"])].append(r)
     for (table, setting), group in by_table.items():
         title = f"Table {table}" if table != "summary" else "Derived summary (best over k, means only)"
         out += [f"## {title}: {setting}", "",
@@ -218,12 +305,15 @@ def markdown(rows: list[dict[str, Any]], unmatched: list[str]) -> str:
                 "| perm ≥ naive (paper / ours) |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in group:
-            ge = f"{_yes(r['perm_ge_naive_paper'])} / {_yes(r['perm_ge_naive_ours'])}" \
+            ge = f"{_yes(r.get('perm_ge_naive_paper'))} / {_yes(r.get('perm_ge_naive_ours'))}" \
                 if r["method"] == "permuted" else ""
+            if r["status"] == "not comparable":
+                diff, verdict, ge = "", f"not comparable: {r['not_comparable']}", ""
+            else:
+                diff, verdict = f"{r['difference']:+.2f}", _yes(r["within_2se"])
             out.append(f"| {r['sparsity']}% | {METHOD_LABELS[r['method']]} | {r['paper_k']} | {r['our_k']} "
                        f"| {r['config']} ({r['rewind_convention']}) | {_pm(r['paper_mean'], r['paper_std'])} "
-                       f"| {_pm(r['our_mean'], r['our_std'])} ({r['our_seeds']}) | {r['difference']:+.2f} "
-                       f"| {_yes(r['within_2se'])} | {ge} |")
+                       f"| {_pm(r['our_mean'], r['our_std'])} ({r['our_seeds']}) | {diff} | {verdict} | {ge} |")
         out.append("")
     if filled:
         within = sum(r["within_2se"] for r in filled)
@@ -232,8 +322,11 @@ def markdown(rows: list[dict[str, Any]], unmatched: list[str]) -> str:
                 f"permuted ≥ naive in ours: {sum(r['perm_ge_naive_ours'] for r in pairs)} of {len(pairs)}, "
                 f"in the paper at the same cells: {sum(bool(r['perm_ge_naive_paper']) for r in pairs)} of "
                 f"{len(pairs)}.", ""]
-    else:
+    elif not other:
         out += ["No run under this save_path fills a cell of the paper's tables.", ""]
+    if other:
+        out += [f"Not comparable: {len(other)} cells, from runs whose settings are not the paper's "
+                f"(e.g. {other[0]['config']}: {other[0]['not_comparable']}).", ""]
     out += missing_lines(rows)
     if unmatched:
         out += ["## Runs with no paper cell", ""] + [f"- {line}" for line in unmatched] + [""]
@@ -245,7 +338,7 @@ def missing_lines(rows: list[dict[str, Any]]) -> list[str]:
     missing = [r for r in rows if r["status"] == "missing"]
     if not missing:
         return ["## Missing cells", "", "None: every cell of the paper's tables is filled.", ""]
-    filled_tables = {(r["table"], r["setting"]) for r in rows if r["status"] == "filled"}
+    filled_tables = {(r["table"], r["setting"]) for r in rows if r["status"] != "missing"}
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in missing:
         by_table[(r["table"], r["setting"])].append(r)

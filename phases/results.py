@@ -30,7 +30,11 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
                            "config_path": ctx.config_path,
                            # Which epoch "checkpoint k" holds: analysis.compare needs it to line our k up with the
                            # paper's tables (saved after k+1 epochs). Configs from before the key ran "epochs".
-                           "rewind_convention": getattr(ctx.cfg, "rewind_convention", "epochs")}
+                           "rewind_convention": getattr(ctx.cfg, "rewind_convention", "epochs"),
+                           # How many examples the run saw: analysis.compare tells the real dataset from a subset
+                           # or generated stand-in by these.
+                           "data": {"dataset": ctx.cfg.dataset, "train": ctx.data.num_train,
+                                    "test": ctx.data.num_test}}
 
     def metrics(a: Artifact) -> dict[str, float]:
         r = a.result()

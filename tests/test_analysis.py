@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from analysis import compare, table
+from models.registry import display_name
 
 
 def write(path, seed, lth, naive, perm, config_hash="h", label="configs__config_1_90"):
@@ -76,18 +77,28 @@ def test_table_groups_by_config_hash_not_by_name(tmp_path, capsys):
 # ---- analysis.compare: our runs beside the paper's cells -------------------------------------------------------
 
 def write_run(save, label, seed, sparse, *, convention="released", width=1, sparsity=0.9, dataset="cifar10",
-              model_type="ResNet", config_hash=None):
-    """One seed's run directory as the runner writes it: results.json and the config.yaml beside it."""
+              model_type="ResNet", config_hash=None, overrides=None, data=None):
+    """One seed's run directory as the runner writes it: results.json and the config.yaml beside it.
+
+    The config is the paper config of its cell (with ``rewind_convention`` and ``overrides`` set) where there is
+    one; ``data`` (train, test) is what results.json records of the examples seen (default: the real dataset's).
+    """
     run_dir = save / f"{label}-{config_hash or label}" / f"seed_{seed}"
     run_dir.mkdir(parents=True)
+    train, test = data or compare.REAL_SIZES.get(dataset, (1000, 100))
     res = {"config_hash": config_hash or label, "seed": seed, "config": label, "rewind_convention": convention,
+           "data": {"dataset": dataset, "train": train, "test": test},
            "dense": {"A": {"accuracy": 92.0, "loss": 0.3}},
            "sparse": {str(k): {run: {"accuracy": acc, "loss": 0.4, "weight_sparsity": sparsity}
                                for run, acc in runs.items()} for k, runs in sparse.items()}}
     (run_dir / "results.json").write_text(json.dumps(res))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({
-        "model_type": model_type, "width_multiplier": width, "dataset": dataset, "rewind_convention": convention,
-        "pruning": {"sparsity": sparsity}}))
+    paper = compare.paper_configs().get((display_name(model_type), width, dataset, round(100 * sparsity)))
+    config = paper.to_dict() if paper else {"model_type": model_type, "width_multiplier": width, "dataset": dataset,
+                                            "pruning": {"sparsity": sparsity}}
+    config["rewind_convention"] = convention
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return run_dir
 
 
@@ -164,9 +175,13 @@ def test_compare_shifts_k_under_the_epochs_convention(tmp_path, capsys):
         write_run(tmp_path, "epochs_at_5", seed, {5: values}, convention="epochs", sparsity=0.95)
     out, rows = run_compare(tmp_path, capsys)
     done = [r for r in rows if r["status"] == "filled"]
-    assert {(r["config"], r["our_k"], r["paper_k"]) for r in done} == {
-        ("epochs_run", "6", "5"), ("released_run", "5", "5")}
+    assert {(r["config"], r["our_k"], r["paper_k"]) for r in done} == {("released_run", "5", "5")}
     assert all(float(r["difference"]) == 0.0 for r in done)
+    # the epochs run's k=6 lands in the paper's k=5 column, but trains one sparse epoch less: no verdict
+    other = [r for r in rows if r["status"] == "not comparable"]
+    assert {(r["config"], r["our_k"], r["paper_k"]) for r in other} == {("epochs_run", "6", "5")}
+    assert all(r["not_comparable"] == "rewind_convention: epochs (paper: released)" and r["within_2se"] == ""
+               and r["difference"] == "" for r in other)
     assert "epochs_run (ResNet20, width 1, cifar10, 95 %, epochs): lth k=0, naive k=0, permuted k=0; under `epochs` " \
            "our k=0 is the initialisation" in out
     assert "epochs_at_5 (ResNet20, width 1, cifar10, 95 %, epochs): lth k=5, naive k=5, permuted k=5" in out
@@ -177,7 +192,7 @@ def test_compare_two_standard_errors_and_perm_below_naive(tmp_path, capsys):
     seeds = [{"lth": 88.9, "naive": 88.6, "permuted": 88.4}, {"lth": 89.0, "naive": 88.8, "permuted": 88.5},
              {"lth": 89.1, "naive": 89.0, "permuted": 88.6}]
     for seed, accs in enumerate(seeds):
-        write_run(tmp_path, "c", seed, {1: accs}, convention="epochs")
+        write_run(tmp_path, "c", seed, {0: accs})
     out, rows = run_compare(tmp_path, capsys)
     done = {r["method"]: r for r in rows if r["status"] == "filled"}
     # LTH: ours 89.00 ± 0.10; |diff| 0.45 > 2·sqrt(0.10²/3 + 0.10²/3) = 0.163
@@ -186,7 +201,8 @@ def test_compare_two_standard_errors_and_perm_below_naive(tmp_path, capsys):
     assert float(done["naive"]["difference"]) == pytest.approx(0.33) and done["naive"]["within_2se"] == "yes"
     # permuted 88.50 < naive 88.80 in ours; the paper has 88.59 >= 88.47
     assert done["permuted"]["perm_ge_naive_ours"] == "no" and done["permuted"]["perm_ge_naive_paper"] == "yes"
-    assert "| 90% | perm. | 0 | 1 | c (epochs) | 88.59 ± 0.11 | 88.50 ± 0.10 (3) | -0.09 | yes | yes / **no** |" in out
+    assert "| 90% | perm. | 0 | 0 | c (released) | 88.59 ± 0.11 | 88.50 ± 0.10 (3) | -0.09 | yes " \
+           "| yes / **no** |" in out
 
 
 def test_compare_names_settings_the_paper_lacks(tmp_path, capsys):
@@ -201,3 +217,51 @@ def test_compare_names_settings_the_paper_lacks(tmp_path, capsys):
     assert "No run under this save_path fills a cell of the paper's tables." in out
     assert "- demo (MLP, width 512, fashion-mnist, 97 %, epochs): a setting the paper's tables do not have" in out
     assert "- bare: no config.yaml beside results.json, so its setting is unknown" in out
+
+
+def test_standard_errors_come_from_variances_not_standard_deviations(tmp_path, capsys):
+    """Hand-computed: Table 5, 90 % naive at k=0 is 88.47 ± 0.21 over 3 seeds; ours 88.60, 89.00, 89.40
+    (89.00 ± 0.40), 0.53 above it. From variances SE = sqrt(0.21²/3 + 0.40²/3) = 0.26083, 2 SE = 0.522 < 0.53:
+    not within. With s/n in place of s²/n, 2·sqrt(0.21/3 + 0.40/3) = 0.902 would call it within.
+    """
+    assert compare.standard_error(0.21, 3, 0.40, 3) == pytest.approx(0.26083, abs=1e-5)
+    assert compare.standard_error(None, 3, 0.40, 4) == pytest.approx(0.2)
+    assert paper_mean("5", "90% naive", "k=0") == 88.47
+    for seed, acc in enumerate((88.60, 89.00, 89.40)):
+        write_run(tmp_path, "c", seed, {0: {"naive": acc}})
+    _, rows = run_compare(tmp_path, capsys)
+    [naive] = [r for r in rows if r["status"] == "filled"]
+    assert float(naive["difference"]) == pytest.approx(0.53) and naive["within_2se"] == "no"
+
+
+def test_a_toy_run_is_not_comparable_in_any_cell(tmp_path, capsys):
+    """Two epochs on generated data, the paper config otherwise: listed at its cells, never judged."""
+    accs = {"lth": 30.0, "naive": 25.0, "permuted": 28.0}
+    for seed in range(2):
+        write_run(tmp_path, "toy", seed, {0: accs}, overrides={"epochs": 2, "rewind_points": [0]}, data=(1024, 256))
+    out, rows = run_compare(tmp_path, capsys)
+    other = [r for r in rows if r["status"] == "not comparable"]
+    assert len(other) == 3 and not [r for r in rows if r["status"] == "filled"]
+    assert {r["not_comparable"] for r in other} == {"epochs: 2 (paper: 200)"}
+    assert "| 90% | LTH | 0 | 0 | toy (released) | 89.45 ± 0.10 | 30.00 ± 0.00 (2) |  | not comparable: epochs: 2 " \
+           "(paper: 200) |  |" in out
+    assert "Filled cells" not in out and "Not comparable: 3 cells" in out
+    # the same run on the right epochs but generated data of 1024 images: the data is named
+    for seed in range(2):
+        write_run(tmp_path, "fake_data", seed, {5: accs}, data=(1024, 256))
+    _, rows = run_compare(tmp_path, capsys)
+    assert {r["not_comparable"] for r in rows if r["config"] == "fake_data"} == {
+        "data: 1024 training and 256 test examples (paper: the real cifar10, 50000 and 10000)"}
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("normalization", "dataset", "normalization: dataset (paper: imagenet)"),
+    ("precision", "bf16", "precision: bf16 (paper: fp32)"),
+    ("matching", {"method": "activation", "num_batches": 390, "augment": True, "stream": "pooled",
+                  "std": "batch_mean"}, "matching.stream: pooled (paper: released)"),
+    ("train_subset", 5000, "train_subset: 5000 (paper: None)"),
+])
+def test_each_paper_setting_is_checked(tmp_path, capsys, key, value, named):
+    write_run(tmp_path, "c", 0, {5: {"lth": 90.0}}, overrides={key: value})
+    _, rows = run_compare(tmp_path, capsys)
+    assert [r["not_comparable"] for r in rows if r["config"] == "c"] == [named]

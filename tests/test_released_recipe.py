@@ -46,7 +46,7 @@ PAPER_CONFIGS = sorted(glob.glob(str(REPO / "configs" / "*.yaml")) +
 
 
 def test_there_are_paper_configs_to_check():
-    assert len(PAPER_CONFIGS) == 16 + 2 + 3 + 16
+    assert len(PAPER_CONFIGS) == 16 + 2 + 4 + 16  # ResNet20 CIFAR-10, VGG11, ResNet50 ImageNet, CIFAR-100
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: str(Path(p).relative_to(REPO)))
