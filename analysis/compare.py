@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 import sys
@@ -83,16 +84,100 @@ class Cell:
         return (self.model, self.width, self.dataset, self.sparsity, self.method, self.k)
 
 
+# Table 1 (ensembles) holds metrics of a study, not accuracies at a rewind point: it has its own comparison.
+ENSEMBLE_TABLE = "1"
+# Our metric each Table 1 column is compared with: its JS is the midpoint-first form (analysis/diversity.py).
+ENSEMBLE_METRICS = {"test_accuracy": "mean_accuracy", "ensemble_accuracy": "ensemble_accuracy",
+                    "disagreement": "disagreement", "kl": "kl", "js": "js_midpoint_first"}
+PAPER_MEMBERS = 5
+
+
 def load_paper(path: Path = PAPER_TABLES) -> list[Cell]:
+    """The accuracy cells (Tables 5, 6 and the summary); Table 1 is read by :func:`load_ensemble_paper`."""
     cells = []
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
+            if r["table"] == ENSEMBLE_TABLE:
+                continue
             if r["rewind_convention"] != PAPER_CONVENTION:  # the shift below assumes one convention for all
                 raise ValueError(f"{path}: a cell in the {r['rewind_convention']!r} convention")
             cells.append(Cell(r["table"], r["row"], r["column"], r["setting"], r["model"], int(r["width"]),
                               r["dataset"], int(r["sparsity"]), r["method"], int(r["k"]), float(r["mean"]),
                               float(r["std"]) if r["std"] else None, r["source"]))
     return cells
+
+
+def load_ensemble_paper(path: Path = PAPER_TABLES) -> list[dict[str, Any]]:
+    """Table 1's numbers: one dict per (setting, group, column) with its mean and, for test accuracy, its std."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{**r, "width": int(r["width"]), "sparsity": int(r["sparsity"]), "mean": float(r["mean"]),
+                 "std": float(r["std"]) if r["std"] else None}
+                for r in csv.DictReader(f) if r["table"] == ENSEMBLE_TABLE]
+
+
+def ensemble_rows(found: dict[str, list[SeedRun]], paper: list[dict[str, Any]],
+                  papers: dict[tuple, Config] | None = None) -> list[dict[str, Any]]:
+    """Each config's ``--study ensemble`` reports beside Table 1: per group and column, our mean over run seeds.
+
+    A config is held to the paper config of its setting like a main run, and to the paper's 5 members. Table 1
+    gives a std only for test accuracy (over its 5 models); ours is the std over run seeds of each number.
+    """
+    papers = paper_configs() if papers is None else papers
+    rows = []
+    for label, runs in found.items():
+        reports = [r for r in (_study_report(run, "ensemble") for run in runs) if r]
+        if not reports or not runs[0].config:
+            continue
+        s = setting_of(runs[0])
+        key = (s.model, s.width, s.dataset, round(100 * (s.sparsity or 0)))
+        cells = [c for c in paper if (c["model"], c["width"], c["dataset"], c["sparsity"]) == key]
+        if not cells:
+            continue
+        differs = first_difference(runs, papers.get(key))
+        members = {r.get("members") for r in reports}
+        if differs is None and members != {PAPER_MEMBERS}:
+            differs = f"studies.ensemble.members: {sorted(members, key=str)} (paper: {PAPER_MEMBERS})"
+        for c in cells:
+            values = [row[ENSEMBLE_METRICS[c["column"]]] for r in reports for row in r.get("rows", [])
+                      if row.get("group") == c["method"] and ENSEMBLE_METRICS[c["column"]] in row]
+            if not values:
+                continue
+            ours = Ours(label, 0, "", values, differs)
+            row = {"setting": c["setting"], "group": c["row"], "column": c["column"], "config": label,
+                   "paper_mean": c["mean"], "paper_std": c["std"], "our_mean": ours.mean, "our_std": ours.std,
+                   "our_seeds": len(values)}
+            if differs is None:
+                se = standard_error(c["std"], PAPER_MEMBERS, ours.std, len(values))
+                row.update(difference=ours.mean - c["mean"], within_2se=abs(ours.mean - c["mean"]) <= 2 * se + 1e-9)
+            else:
+                row["not_comparable"] = differs
+            rows.append(row)
+    return rows
+
+
+def _study_report(run: SeedRun, name: str) -> dict[str, Any] | None:
+    try:
+        report = json.loads((run.path / "studies" / f"{name}.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def ensemble_markdown(rows: list[dict[str, Any]]) -> str:
+    out = ["# Our ensemble study beside the paper's Table 1", "",
+           "Mean over run seeds (each seed's study is one ensemble of its members). JS is compared in the paper's "
+           "form (js_midpoint_first, analysis/diversity.py); the paper gives a std only for test accuracy.", ""]
+    if not rows:
+        return "\n".join(out + ["No `--study ensemble` report under this save_path is of a Table 1 setting.", ""])
+    out += ["| setting | group | column | config | paper | ours (n) | ours − paper | within 2 SE |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = f"not comparable: {r['not_comparable']}" if "not_comparable" in r else _yes(r["within_2se"])
+        diff = f"{r['difference']:+.3f}" if "difference" in r else ""
+        out.append(f"| {r['setting']} | {r['group']} | {r['column']} | {r['config']} "
+                   f"| {_pm(r['paper_mean'], r['paper_std'])} | {_pm(r['our_mean'], r['our_std'])} "
+                   f"({r['our_seeds']}) | {diff} | {verdict} |")
+    return "\n".join(out + [""])
 
 
 def paper_k(our_k: int, convention: str) -> int | None:
@@ -388,16 +473,31 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({c: cell(r.get(c)) for c in CSV_COLUMNS})
 
 
+def _write_dicts(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.splitlines()[0])
     p.add_argument("save_path", type=Path, nargs="?", default=Path("runs"),
                    help="the save_path of the runs (holds <config>/seed_<N>/; default: runs)")
     p.add_argument("--csv", type=Path, help="also write one row per paper cell (and config that fills it) here")
+    p.add_argument("--study", choices=["ensemble"], help="compare a study's reports instead (ensemble: Table 1)")
     args = p.parse_args(argv)
     found = find_runs(args.save_path)
     if not found:
         print(f"error: no <config>/seed_<N>/results.json under {args.save_path}", file=sys.stderr)
         return 2
+    if args.study == "ensemble":
+        rows = ensemble_rows(found, load_ensemble_paper())
+        print(ensemble_markdown(rows))
+        if args.csv:
+            _write_dicts(args.csv, rows)
+        return 0
     paper = load_paper()
     ours, unmatched = collect_ours(found, {c.key for c in paper})
     rows = compare_rows(paper, ours)

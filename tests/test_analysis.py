@@ -150,8 +150,9 @@ def test_compare_paper_means_give_zero_difference_and_missing_cells_are_named(tm
     assert all(r["perm_ge_naive_paper"] == "yes" and r["perm_ge_naive_ours"] == "yes"
                for r in done if r["method"] == "permuted")
     # every other paper cell is a row of its own, marked missing, none dropped
-    assert len(rows) == len(paper_cells())
-    assert sum(r["status"] == "missing" for r in rows) == len(paper_cells()) - 6
+    accuracy_cells = [c for c in paper_cells() if c["table"] != compare.ENSEMBLE_TABLE]
+    assert len(rows) == len(accuracy_cells)
+    assert sum(r["status"] == "missing" for r in rows) == len(accuracy_cells) - 6
     assert "| 90% | perm. | 20 | 20 | configs__config_1_90 (released) | 89.50 ± 0.27 | 89.50 ± 0.00 (3) | +0.00 " \
            "| yes | yes / yes |" in out
     assert "- Table 5, ResNet20×{1}/CIFAR-10: " in out
@@ -265,3 +266,54 @@ def test_each_paper_setting_is_checked(tmp_path, capsys, key, value, named):
     write_run(tmp_path, "c", 0, {5: {"lth": 90.0}}, overrides={key: value})
     _, rows = run_compare(tmp_path, capsys)
     assert [r["not_comparable"] for r in rows if r["config"] == "c"] == [named]
+
+
+# ---- analysis.compare --study ensemble: the ensemble study beside Table 1 ----------------------------------------
+
+def write_ensemble_report(run_dir, values, members=5):
+    """studies/ensemble.json as the study writes it, its rows holding ``values[group][our metric]``."""
+    (run_dir / "studies").mkdir()
+    rows = [{"group": g, "mask": g, "members": members, **metrics} for g, metrics in values.items()]
+    (run_dir / "studies" / "ensemble.json").write_text(json.dumps(
+        {"study": "ensemble", "seed": 0, "key": ["group", "mask"], "rows": rows, "members": members}))
+
+
+def table1(setting):
+    out = {}
+    for c in paper_cells():
+        if c["table"] == "1" and c["setting"] == setting:
+            out.setdefault(c["method"], {})[compare.ENSEMBLE_METRICS[c["column"]]] = float(c["mean"])
+    return out
+
+
+def test_paper_table_1_has_its_42_numbers():
+    cells = [c for c in paper_cells() if c["table"] == "1"]
+    assert len(cells) == 42
+    assert {c["setting"] for c in cells} == {"ResNet20×{1}/CIFAR-10", "ResNet20×{4}/CIFAR-100"}
+    # spot checks typed from the paper; JS/KL between 0.28 and 0.37 in every row
+    assert table1("ResNet20×{1}/CIFAR-10")["permuted"] == {"mean_accuracy": 89.38, "ensemble_accuracy": 91.75,
+                                                           "disagreement": 0.107, "kl": 0.273,
+                                                           "js_midpoint_first": 0.091}
+    for setting in ("ResNet20×{1}/CIFAR-10", "ResNet20×{4}/CIFAR-100"):
+        for group, m in table1(setting).items():
+            if group != "dense":
+                assert 0.28 <= m["js_midpoint_first"] / m["kl"] <= 0.375
+
+
+def test_compare_ensemble_study_at_the_paper_means_and_a_toy_study(tmp_path, capsys):
+    values = table1("ResNet20×{4}/CIFAR-100")
+    for seed in range(2):
+        run = write_run(tmp_path, "configs_cifar100__config_4_90", seed, {}, width=4, dataset="cifar100")
+        write_ensemble_report(run, values)
+        toy = write_run(tmp_path, "toy", seed, {}, width=4, dataset="cifar100", data=(512, 128),
+                        overrides={"epochs": 3, "rewind_points": [0]})
+        write_ensemble_report(toy, values, members=2)
+    assert compare.main([str(tmp_path), "--study", "ensemble", "--csv", str(tmp_path / "e.csv")]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "e.csv", encoding="utf-8")))
+    ours = [r for r in rows if r["config"] == "configs_cifar100__config_4_90"]
+    assert len(ours) == 21 and all(float(r["difference"]) == 0.0 and r["within_2se"] == "True" for r in ours)
+    toy_rows = [r for r in rows if r["config"] == "toy"]
+    assert len(toy_rows) == 21 and {r["not_comparable"] for r in toy_rows} == {"epochs: 3 (paper: 200)"}
+    assert "| ResNet20×{4}/CIFAR-100 | naive | js | configs_cifar100__config_4_90 | 0.35 | 0.35 ± 0.00 (2) " \
+           "| +0.000 | yes |" in out

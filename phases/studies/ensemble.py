@@ -51,7 +51,8 @@ NAME = "ensemble"
 RUNS = ("lth", "naive", "permuted")
 # Rows in the paper's order, under the paper's names.
 GROUPS = {"dense": "none (dense)", "imp": "IMP", "lth": "LTH", "permuted": "permuted", "naive": "naive"}
-METRICS = ("mean_accuracy", "std_accuracy", "ensemble_accuracy", "disagreement", "kl", "js")
+# js_midpoint_first: the JS form that reproduces the paper's Table 1 (analysis/diversity.py), beside the true JS.
+METRICS = ("mean_accuracy", "std_accuracy", "ensemble_accuracy", "disagreement", "kl", "js", "js_midpoint_first")
 
 
 def settings(cfg: Config) -> EnsembleStudyConfig:
@@ -209,15 +210,16 @@ def fmt(value: float, digits: int = 3) -> str:
 
 def table_text(header: str, rows: list[dict[str, Any]], m: int) -> str:
     """The paper's Table 1 layout: dense first (accuracy only), then IMP, LTH, permuted, naive."""
-    head = ["Mask", f"Test acc. (mean±std, {m} models)", "Ensemble acc.", "Disagreement", "KL", "JS"]
+    head = ["Mask", f"Test acc. (mean±std, {m} models)", "Ensemble acc.", "Disagreement", "KL", "JS",
+            "JS (paper's form)"]
     lines = []
     for row in rows:
         acc = f"{row['mean_accuracy']:.2f}±{row['std_accuracy']:.3f}"
         if row["group"] == "dense":
-            lines.append([row["mask"], acc, "–", "–", "–", "–"])
+            lines.append([row["mask"], acc, "–", "–", "–", "–", "–"])
         else:
             lines.append([row["mask"], acc, f"{row['ensemble_accuracy']:.2f}", fmt(row["disagreement"]),
-                          fmt(row["kl"]), fmt(row["js"])])
+                          fmt(row["kl"]), fmt(row["js"]), fmt(row["js_midpoint_first"])])
     return aligned_table(header, head, lines)
 
 
