@@ -38,6 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "normalization=imagenet": ["normalization=imagenet"],
 }
 METRICS = ("permuted", "naive", "barrier")
+DIGITS = {"permuted": 2, "naive": 2, "barrier": 3}
 
 
 def run_variant(width: int, seed: int, variant: str, save_path: Path, extra: list[str]) -> dict[str, Any]:
@@ -80,9 +81,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], digits: int = 2) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -95,11 +96,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             seeds = sorted(s for (w, s, v) in by if w == width and v == variant and (w, s, "ours") in by)
             if not seeds:
                 continue
-            cells = [_mean_sd([by[(width, s, variant)][m] for s in seeds]) for m in METRICS]
+            cells = [_mean_sd([by[(width, s, variant)][m] for s in seeds], DIGITS[m]) for m in METRICS]
             if variant == "ours":
                 deltas = ["", ""]
             else:
-                deltas = [_mean_sd([by[(width, s, variant)][m] - by[(width, s, "ours")][m] for s in seeds])
+                deltas = [_mean_sd([by[(width, s, variant)][m] - by[(width, s, "ours")][m] for s in seeds], DIGITS[m])
                           for m in ("permuted", "barrier")]
             lines.append(f"| x{width} | {variant} | {len(seeds)} | " + " | ".join(cells + deltas) + " |")
     return "\n".join(lines)

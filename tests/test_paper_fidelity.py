@@ -220,3 +220,16 @@ def test_normalization_changes_the_inputs_and_the_dense_keys_only_when_set(fake_
     assert {k: a.name for k, a in arts[0].items()} == {k: a.name for k, a in arts[1].items()}
     assert arts[2]["dense_A"].name != arts[0]["dense_A"].name
     assert arts[3]["dense_A"].name == arts[0]["dense_A"].name and arts[3]["perm"].name != arts[0]["perm"].name
+
+
+def test_deviation_report_pairs_each_variant_with_ours_seed_by_seed():
+    from benchmarks.deviations import report
+
+    rows = [{"width": 1, "seed": s, "variant": v, "permuted": p, "naive": 70.0, "barrier": b}
+            for s, v, p, b in ((0, "ours", 80.0, 0.2), (1, "ours", 70.0, 0.4),
+                               (0, "stream=released", 79.0, 0.3), (1, "stream=released", 68.0, 0.6))]
+    text = report(rows)
+    # per seed: -1.0 and -2.0 points, +0.1 and +0.2 barrier; the spread is that of the paired differences
+    assert "| x1 | stream=released | 2 | 73.50 ± 7.78 | 70.00 ± 0.00 | 0.450 ± 0.212 | -1.50 ± 0.71 | " \
+           "0.150 ± 0.071 |" in text
+    assert "| x1 | ours | 2 | 75.00 ± 7.07 |" in text and "augment" not in text

@@ -199,7 +199,7 @@ def test_report_has_the_papers_layout_and_the_members_numbers(study):
     assert lines[1].split("  ")[0] == "Mask" and "Ensemble acc." in lines[1]
     assert lines[1].rstrip().endswith("JS (paper's form)")
     assert [line.split("  ")[0] for line in lines[2:]] == ["none (dense)", "IMP", "LTH", "permuted", "naive"]
-    assert lines[2].count("–") == 4 and "–" not in lines[3]
+    assert lines[2].count("–") == 5 and "–" not in lines[3]
     csv = (run_dir(study["save"], "cfg") / "studies" / "ensemble.csv").read_text().splitlines()
     assert csv[0].startswith("group,mask,members,mean_accuracy") and len(csv) == 6
 
