@@ -164,6 +164,14 @@ def test_local_sweep_equals_experiment_by_hand(tmp_path, fake_cifar10, reference
     trained_once(save, all_logs(save))
     status = run_sweep(tmp_path, "status", str(save))
     assert status.returncode == 0 and "24 done" in status.stdout
+    # A copy of the save_path reports the copy: an artifact deleted there is missing (exit 1), the original done.
+    record = json.loads(next((save / "sweep" / "records").glob("*.json")).read_text())
+    assert all(not Path(j["log"]).is_absolute() for j in record["jobs"].values())  # relative to the save_path
+    copy = tmp_path / "copy"
+    shutil.copytree(save, copy)
+    shutil.rmtree(sorted((copy / "artifacts").glob("sparse-*"))[0])
+    moved = run_sweep(tmp_path, "status", str(copy))
+    assert moved.returncode == 1 and "totals over 24 distinct artifacts: 23 done, 1 missing" in moved.stdout
     # Rerun: nothing left to do.
     again = run_sweep(tmp_path, "s*.yaml", "-seeds", "0,1", "--executor", "local")
     assert again.returncode == 0 and "nothing to do" in again.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 from sweep import cli
 from sweep.executors import Record
 from sweep.plan import build_plan
+from sweep.status import log_path
 from sweep.targets import make_targets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,3 +33,13 @@ def test_paper_grid_status_is_one_line_per_config_and_seed(tmp_path, capsys):
     # The 48 pairs share artifacts (dense A/B, pi per width and seed): the totals count each once.
     assert lines[-1] == f"totals over {len(plan.jobs)} distinct artifacts: {len(plan.jobs)} missing"
     assert json.loads(next((save / "sweep" / "records").glob("*.json")).read_text())["jobs"]
+
+
+def test_a_log_path_is_read_under_the_save_path_given(tmp_path):
+    save = tmp_path / "copy"
+    (save / "sweep" / "logs" / "7").mkdir(parents=True)
+    (save / "sweep" / "logs" / "7" / "7_0_log.out").write_text("x")
+    assert log_path(save, "sweep/logs/7/7_0_log.out") == save / "sweep/logs/7/7_0_log.out"
+    # An older record's absolute path into the original save_path: the same file under this one.
+    assert log_path(save, "/elsewhere/runs/sweep/logs/7/7_0_log.out") == save / "sweep/logs/7/7_0_log.out"
+    assert log_path(save, None) is None
