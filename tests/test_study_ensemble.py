@@ -279,7 +279,9 @@ def test_local_sweep_makes_the_members_and_the_report_then_experiment_has_nothin
     assert "9 jobs for 1 (config, seed) pairs" in proc.stdout
     plan = proc.stdout.split("training epochs:")[0]
     assert "member 0" not in plan and "member 1 dense A (seed 1)" in plan
-    assert re.search(r"ensemble: report\s+done", proc.stdout)  # sweep status after the run
+    status = subprocess.run([sys.executable, "-m", "sweep", "status", "runs", "--details"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert status.returncode == 0 and re.search(r"ensemble: report\s+done", status.stdout)
     assert all(manifests(save)[name] == text for name, text in main_done.items())
     path = run_dir(save, "cfg") / "studies" / "ensemble.json"
     swept = json.loads(path.read_text())
