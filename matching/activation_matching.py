@@ -458,7 +458,7 @@ def permutations_from_correlations(
     ties (dead or interchangeable units) are broken by weights.
     """
     corr = dict(correlations)
-    perms = {g: solve_assignment(c.corr, spec.block_count(g)) for g, c in corr.items()}
+    perms = {g: solve_assignment(c.corr, spec.block_count(g), g in spec.tied) for g, c in corr.items()}
 
     sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
     keys = matchable_keys(spec, sd_a, sd_b)
@@ -473,8 +473,16 @@ def permutations_from_correlations(
             perms[g] = torch.arange(n)
     tied = {g: (_tied_units(corr[g], 1), _tied_units(corr[g], 0)) for g in sizes}
     need = [g for g in spec.groups if g in tied and bool(tied[g][0].any() or tied[g][1].any())]
-    if need:
-        _break_ties_by_weights(spec, sd_a, sd_b, keys, corr, tied, perms, need)
+    if [g for g in need if g not in spec.tied]:
+        _break_ties_by_weights(spec, sd_a, sd_b, keys, corr, tied, perms, [g for g in need if g not in spec.tied])
+    for g in need:
+        if g in spec.tied:  # every block moves alike: one solve of the whole group with the weights added
+            device = sd_a[keys[0]].device
+            w = weight_similarity(spec, g, sd_a, sd_b, {h: p.to(device) for h, p in perms.items()}, keys).cpu()
+            scale = w.abs().max()
+            if scale > 0:
+                w = w * (_TIE_BREAK / (w.shape[0] * scale))
+            perms[g] = solve_assignment(corr[g].corr.cpu() + w, spec.block_count(g), tied=True)
     return perms
 
 

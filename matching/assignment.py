@@ -17,13 +17,14 @@ import torch
 from matching.spec import PermutationSpec, expand_permutation
 
 
-def solve_assignment(score: torch.Tensor, blocks: int = 1) -> torch.Tensor:
+def solve_assignment(score: torch.Tensor, blocks: int = 1, tied: bool = False) -> torch.Tensor:
     """The permutation ``p`` (CPU LongTensor) maximising ``sum_i score[i, p[i]]``.
 
     ``score`` is square; it is moved to the CPU in float64 for scipy (imported
     here so that importing ``matching`` stays light). With ``blocks`` = k, the
     units fall in k consecutive equal blocks and ``p`` keeps each inside its
-    own (each diagonal block is solved on its own).
+    own (each diagonal block is solved on its own); ``tied``, every block
+    moves by one permutation (the sum of the diagonal blocks is solved).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -37,6 +38,12 @@ def solve_assignment(score: torch.Tensor, blocks: int = 1) -> torch.Tensor:
         raise ValueError("score matrix contains NaN or infinite entries")
     p = torch.empty(n, dtype=torch.long)
     size = max(n // blocks, 1)
+    if tied and blocks > 1:
+        summed = s.reshape(blocks, size, blocks, size).diagonal(axis1=0, axis2=2).sum(-1)
+        rows, cols = linear_sum_assignment(summed, maximize=True)
+        one = torch.empty(size, dtype=torch.long)
+        one[torch.from_numpy(rows)] = torch.from_numpy(cols).long()
+        return torch.cat([start + one for start in range(0, n, size)])
     for start in range(0, n, size):
         rows, cols = linear_sum_assignment(s[start : start + size, start : start + size], maximize=True)
         p[torch.from_numpy(rows) + start] = torch.from_numpy(cols).long() + start
@@ -83,7 +90,7 @@ def group_sizes(
         for axis, group in enumerate(spec.axes[key]):
             if group is None:
                 continue
-            n = state_dict[key].shape[axis] // spec.repeat(key, axis)
+            n = state_dict[key].shape[axis] // spec.repeat(key, axis) * spec.fold(key, axis)
             if group in sizes and sizes[group] != n:
                 raise ValueError(
                     f"group {group!r} has size {sizes[group]} at {where[group]} "
@@ -100,18 +107,39 @@ def permute_other_axes(
     perms: Mapping[str, torch.Tensor],
     skip_axis: int | None = None,
     repeats: Mapping[int, int] | None = None,
+    folds: Mapping[int, int] | None = None,
 ) -> torch.Tensor:
-    """``w`` with every permuted axis except ``skip_axis`` reordered by ``perms`` (``repeats``: axis -> factor)."""
+    """``w`` with every permuted axis except ``skip_axis`` reordered by ``perms`` (``repeats``: axis -> factor;
+    ``folds``: axis -> its group's block count, for an axis holding one block of a tied group)."""
     for axis, group in enumerate(axes):
         if group is None or axis == skip_axis:
             continue
-        w = w.index_select(axis, expand_permutation(perms[group], (repeats or {}).get(axis, 1)))
+        p = perms[group]
+        fold = (folds or {}).get(axis, 1)
+        if fold != 1:
+            p = p[: p.numel() // fold]
+        w = w.index_select(axis, expand_permutation(p, (repeats or {}).get(axis, 1)))
     return w
 
 
 def axis_repeats(spec: PermutationSpec, key: str) -> dict[int, int]:
     """``key``'s axes with a repeat factor other than 1 (see ``PermutationSpec.repeats``)."""
     return {axis: r for (k, axis), r in spec.repeats.items() if k == key and r != 1}
+
+
+def axis_folds(spec: PermutationSpec, key: str) -> dict[int, int]:
+    """``key``'s folded axes with their group's block count (see ``PermutationSpec.folded``)."""
+    return {axis: spec.fold(k, axis) for k, axis in spec.folded if k == key}
+
+
+def embed_folded(score: torch.Tensor, fold: int) -> torch.Tensor:
+    """A tied group's ``m x m`` score of one block, as an ``n x n`` score (n = fold * m): the block's
+    score divided by ``fold`` on every diagonal block, so that a tied permutation scores it once."""
+    out = torch.zeros(score.shape[0] * fold, score.shape[1] * fold, dtype=score.dtype, device=score.device)
+    m = score.shape[0]
+    for b in range(fold):
+        out[b * m : (b + 1) * m, b * m : (b + 1) * m] = score / fold
+    return out
 
 
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -141,17 +169,22 @@ def weight_similarity(
     terms = [(k, ax) for k, ax in spec.groups[group] if k in allowed]
     if not terms:
         raise ValueError(f"group {group!r} has no floating tensor to match on")
-    n = state_dict_a[terms[0][0]].shape[terms[0][1]] // spec.repeat(*terms[0])
+    n = state_dict_a[terms[0][0]].shape[terms[0][1]] // spec.repeat(*terms[0]) * spec.fold(*terms[0])
     device = state_dict_a[terms[0][0]].device
     out = torch.zeros(n, n, dtype=torch.float64, device=device)
     for key, axis in terms:
         a, b = state_dict_a[key], state_dict_b[key]
         dtype = compute_dtype(a)
+        fold = spec.fold(key, axis)
         # A unit of a repeated axis owns a block of ``r`` consecutive entries: moved first, they reshape into its row.
-        a_mat = permute_other_axes(a, spec.axes[key], perms, skip_axis=axis, repeats=axis_repeats(spec, key))
-        a_mat = a_mat.movedim(axis, 0).reshape(n, -1)
-        b_mat = b.movedim(axis, 0).reshape(n, -1)
+        a_mat = permute_other_axes(a, spec.axes[key], perms, skip_axis=axis, repeats=axis_repeats(spec, key),
+                                   folds=axis_folds(spec, key))
+        a_mat = a_mat.movedim(axis, 0).reshape(n // fold, -1)
+        b_mat = b.movedim(axis, 0).reshape(n // fold, -1)
         a_mat, b_mat = a_mat.to(dtype), b_mat.to(dtype)
+        if fold != 1:  # one block of a tied group: its score on every diagonal block (all rows and columns)
+            out += embed_folded((b_mat @ a_mat.T).double(), fold)
+            continue
         if rows is None and cols is None:
             out += b_mat @ a_mat.T
             continue

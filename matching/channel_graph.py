@@ -46,14 +46,16 @@ class Elements:
         self.parent: list[int] = []
         self.fixed: list[bool] = []
         self.blocks: list[int] = []  # the root's block count: its units may only move inside their block
+        self.tied: list[bool] = []  # the root's blocks all move alike (see PermutationSpec.tied)
         self.origin: list[str] = []  # the graph node that created the element: names its group
-        self.owner: dict[tuple[str, int], tuple[int, int]] = {}  # (key, axis) -> (element, repeat)
+        self.owner: dict[tuple[str, int], tuple[int, int, bool]] = {}  # (key, axis) -> (element, repeat, folded)
         self.pinned: set[str] = set()  # keys some unknown operation reads as raw tensors
 
     def new(self, origin: str, fixed: bool = False, blocks: int = 1) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
         self.blocks.append(blocks)
+        self.tied.append(False)
         self.origin.append(origin)
         return len(self.parent) - 1
 
@@ -70,13 +72,33 @@ class Elements:
         keep, drop = min(ra, rb), max(ra, rb)  # the older element names the group
         self.parent[drop] = keep
         self.fixed[keep] = self.fixed[keep] or self.fixed[drop]
-        self.blocks[keep] = math.lcm(self.blocks[keep], self.blocks[drop])  # both constraints: the finer blocks
+        if self.tied[drop]:
+            self._tie_root(keep, self.blocks[drop])
+        elif self.blocks[drop] > 1:
+            self.constrain(keep, self.blocks[drop])
         return keep
 
     def constrain(self, e: int, blocks: int) -> None:
         """``e``'s units may only move inside ``blocks`` consecutive equal blocks (and any it had already)."""
         r = self.find(e)
-        self.blocks[r] = math.lcm(self.blocks[r], blocks)
+        if self.tied[r]:  # tied blocks already keep units inside any coarser blocks; finer ones conflict
+            if self.blocks[r] % blocks:
+                self.fixed[r] = True
+            return
+        self.blocks[r] = math.lcm(self.blocks[r], blocks)  # both constraints: the finer blocks
+
+    def tie(self, e: int, blocks: int) -> bool:
+        """``e``'s units move by one permutation of a block in all ``blocks`` blocks; False (and ``e``
+        fixed) if its other constraints do not allow that."""
+        r = self.find(e)
+        self._tie_root(r, blocks)
+        return not self.fixed[r]
+
+    def _tie_root(self, r: int, blocks: int) -> None:
+        if (self.tied[r] and self.blocks[r] != blocks) or (not self.tied[r] and blocks % self.blocks[r]):
+            self.fixed[r] = True
+            return
+        self.blocks[r], self.tied[r] = blocks, True
 
     def fix(self, e: int) -> bool:
         """Fix ``e``'s group; True if it was not fixed before."""
@@ -88,26 +110,27 @@ class Elements:
     def is_fixed(self, e: int) -> bool:
         return self.fixed[self.find(e)]
 
-    def attach(self, e: int, key: str, axis: int, repeat: int) -> None:
-        """``key``'s ``axis`` is permuted with ``e`` (one tensor axis shared by two elements joins them)."""
+    def attach(self, e: int, key: str, axis: int, repeat: int, folded: bool = False) -> None:
+        """``key``'s ``axis`` is permuted with ``e`` (one tensor axis shared by two elements joins them);
+        ``folded``: the axis holds one block of ``e``'s tied blocks."""
         prev = self.owner.get((key, axis))
         if prev is None:
-            self.owner[(key, axis)] = (e, repeat)
+            self.owner[(key, axis)] = (e, repeat, folded)
             return
         self.union(prev[0], e)
-        if prev[1] != repeat:  # one axis read with two block sizes: no single permutation fits both
+        if prev[1:] != (repeat, folded):  # one axis read with two block sizes: no single permutation fits both
             self.fix(e)
 
-    def groups(self) -> dict[int, list[tuple[str, int, int]]]:
-        """Root element -> its members (key, axis, repeat), for the elements that are not fixed."""
+    def groups(self) -> dict[int, list[tuple[str, int, int, bool]]]:
+        """Root element -> its members (key, axis, repeat, folded), for the elements that are not fixed."""
         for key, axis in list(self.owner):
             if key in self.pinned:
                 self.fix(self.owner[(key, axis)][0])
-        out: dict[int, list[tuple[str, int, int]]] = {}
-        for (key, axis), (e, repeat) in self.owner.items():
+        out: dict[int, list[tuple[str, int, int, bool]]] = {}
+        for (key, axis), (e, repeat, folded) in self.owner.items():
             root = self.find(e)
             if not self.fixed[root]:
-                out.setdefault(root, []).append((key, axis, repeat))
+                out.setdefault(root, []).append((key, axis, repeat, folded))
         return out
 
 
@@ -485,11 +508,15 @@ class ChannelGraph:
             self.unknown(node, f"a transposed grouped convolution ({groups} groups) ties channels within groups")
             return
         # grouped: output channel i reads only the inputs of its group, so outputs may move inside their group.
-        # Inputs could only move by one permutation acting alike in every group (the weight's input axis is
-        # shared by the groups), which a permutation of the input axis cannot express: they are held fixed.
-        if chan is not None and self.elements.fix(chan.element):
-            self.fixed_by.append(f"holding channels fixed at graph node {node.name!r} (the inputs of a grouped "
-                                 f"convolution, {groups} groups: they could only move alike in every group)")
+        # Inputs move by one permutation acting alike in every group: the weight's input axis holds one group's
+        # inputs and is shared by all groups (a tied group, its input axis folded).
+        if chan is not None:
+            units = c_in // chan.repeat
+            if units % groups == 0 and self.elements.tie(chan.element, groups):
+                self.elements.attach(chan.element, wkey, in_axis, chan.repeat, folded=True)
+            elif self.elements.fix(chan.element):
+                self.fixed_by.append(f"holding channels fixed at graph node {node.name!r} (the inputs of a grouped "
+                                     f"convolution, {groups} groups, cannot move alike in every group)")
         out = self._fresh(node, 1, wkey, blocks=groups)
         self.elements.attach(out.element, wkey, 0, 1)
         if bkey is not None:

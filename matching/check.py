@@ -140,7 +140,8 @@ def _nontrivial(perms: Perms, generator: torch.Generator, spec: PermutationSpec)
         if size > 1 and torch.equal(p, torch.arange(p.numel())):
             shift = int(torch.randint(1, size, (1,), generator=generator))
             p = p.clone()
-            p[:size] = torch.roll(p[:size], shift)
+            for start in range(0, p.numel(), size) if group in spec.tied else (0,):
+                p[start : start + size] = torch.roll(p[start : start + size], shift)
         out[group] = p
     return out
 

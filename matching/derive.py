@@ -152,8 +152,10 @@ def _build_spec(model: nn.Module, channels: ChannelGraph, graph: fx.Graph, sourc
     axes: dict[str, list[str | None]] = {}
     repeats: dict[tuple[str, int], int] = {}
     blocks = {names[root]: elements.blocks[root] for root in members if elements.blocks[root] > 1}
+    tied = frozenset(names[root] for root in members if elements.tied[root] and elements.blocks[root] > 1)
+    folded = frozenset((key, axis) for items in members.values() for key, axis, _, f in items if f)
     for root, items in members.items():
-        for key, axis, repeat in items:
+        for key, axis, repeat, _ in items:
             axes.setdefault(key, [None] * state[key].ndim)[axis] = names[root]
             if repeat != 1:
                 repeats[(key, axis)] = repeat
@@ -184,7 +186,7 @@ def _build_spec(model: nn.Module, channels: ChannelGraph, graph: fx.Graph, sourc
             activations.setdefault(names[root], []).append(name)
     observe = _observer(graph, source, probes) if probes else None
     return PermutationSpec(axes={k: tuple(v) for k, v in axes.items()}, activations=activations, repeats=repeats,
-                           blocks=blocks, observe=observe)
+                           blocks=blocks, tied=tied, folded=folded, observe=observe)
 
 
 class _Observe(nn.Module):
@@ -246,7 +248,8 @@ def _restricted(spec: PermutationSpec, groups: set[str]) -> PermutationSpec:
     axes = {k: v for k, v in axes.items() if any(g is not None for g in v)}
     repeats = {ka: r for ka, r in spec.repeats.items() if ka[0] in axes}
     blocks = {g: k for g, k in spec.blocks.items() if g in groups}
-    return PermutationSpec(axes=axes, repeats=repeats, blocks=blocks)
+    folded = frozenset(ka for ka in spec.folded if ka[0] in axes and axes[ka[0]][ka[1]] is not None)
+    return PermutationSpec(axes=axes, repeats=repeats, blocks=blocks, tied=spec.tied & groups, folded=folded)
 
 
 def _verified(model: nn.Module, spec: PermutationSpec, x: torch.Tensor, report: Report) -> PermutationSpec:
@@ -271,7 +274,7 @@ def _verified(model: nn.Module, spec: PermutationSpec, x: torch.Tensor, report: 
         keep = groups - set(culprits)
         narrowed = _restricted(spec, keep)
         spec = PermutationSpec(axes=narrowed.axes, repeats=narrowed.repeats, blocks=narrowed.blocks,
-                               observe=spec.observe,
+                               tied=narrowed.tied, folded=narrowed.folded, observe=spec.observe,
                                activations={g: v for g, v in spec.activations.items() if g in keep})
     raise SpecError(f"the permutation spec derived for {type(model).__name__} failed its check: {failure}")
 

@@ -27,18 +27,25 @@ def _tensors(spec: PermutationSpec, members: list[tuple[str, int]]) -> str:
     for (module, axis, repeat), names in by_module.items():
         names_text = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
         prefix = f"{module}." if module else ""
-        parts.append(f"{prefix}{names_text}[{axis}]" + (f"x{repeat}" if repeat != 1 else ""))
+        parts.append(f"{prefix}{names_text}[{axis}]" + (f"x{repeat}" if repeat != 1 else "")
+                     + (" (one block)" if (f"{prefix}{names[0]}", axis) in spec.folded else ""))
     return ", ".join(parts)
 
 
+def _units(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor], members: list[tuple[str, int]]) -> int:
+    key, axis = members[0]
+    if key not in state_dict:
+        return 0
+    return state_dict[key].shape[axis] // spec.repeat(key, axis) * spec.fold(key, axis)
+
+
 def spec_rows(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor]) -> list[list[str]]:
-    """One row per group: name, units, blocks, the activations it is observed at, its tensors' axes."""
+    """One row per group: name, units, blocks ("tied": all move alike), where it is observed, its tensors' axes."""
     rows = []
     for group, members in spec.groups.items():
-        key, axis = members[0]
-        units = state_dict[key].shape[axis] // spec.repeat(key, axis) if key in state_dict else 0
         blocks = spec.block_count(group)
-        rows.append([group, str(units), str(blocks) if blocks > 1 else "-",
+        shown = "-" if blocks == 1 else f"{blocks} tied" if group in spec.tied else str(blocks)
+        rows.append([group, str(_units(spec, state_dict, members)), shown,
                      ", ".join(spec.activations.get(group, [])) or "(weights only)", _tensors(spec, members)])
     return rows
 
@@ -54,11 +61,7 @@ def spec_table(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor]) ->
 
 def spec_summary(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor], held: int) -> str:
     """``N groups, U permutable units, H places held fixed`` for a derived spec."""
-    units = 0
-    for members in spec.groups.values():
-        key, axis = members[0]
-        if key in state_dict:
-            units += state_dict[key].shape[axis] // spec.repeat(key, axis)
+    units = sum(_units(spec, state_dict, members) for members in spec.groups.values())
     return f"{len(spec.groups)} groups, {units} permutable units, {held} place(s) held fixed"
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from matching.spec import PermutationSpec, expand_permutation
+from matching.spec import PermutationSpec
 
 Perms = dict[str, torch.Tensor]
 
@@ -40,7 +40,7 @@ def group_sizes(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor]) -
             if tensor.shape[axis] % repeat:
                 raise ValueError(f"{key!r} axis {axis} has size {tensor.shape[axis]}, not a multiple of its "
                                  f"repeat factor {repeat}")
-            size = tensor.shape[axis] // repeat
+            size = tensor.shape[axis] // repeat * spec.fold(key, axis)
             if size % spec.block_count(group):
                 raise ValueError(f"group {group!r} has {size} units at {key!r} axis {axis}, which do not fall in "
                                  f"its {spec.block_count(group)} equal blocks")
@@ -87,8 +87,7 @@ def permute(
         tensor = out[key]
         for axis, group in enumerate(axes):
             if group is not None and group in perms:
-                index = expand_permutation(perms[group].to(device=tensor.device, dtype=torch.long),
-                                           spec.repeat(key, axis))
+                index = spec.axis_index(key, axis, perms[group].to(device=tensor.device, dtype=torch.long))
                 tensor = tensor.index_select(axis, index)
         out[key] = tensor
     return out
@@ -122,5 +121,9 @@ def random_permutations(
     out = {}
     for g, n in group_sizes(spec, state_dict).items():
         size = n // spec.block_count(g)
-        out[g] = torch.cat([start + torch.randperm(size, generator=generator) for start in range(0, n, size)])
+        if g in spec.tied:  # one permutation for every block
+            p = torch.randperm(size, generator=generator)
+            out[g] = torch.cat([start + p for start in range(0, n, size)])
+        else:
+            out[g] = torch.cat([start + torch.randperm(size, generator=generator) for start in range(0, n, size)])
     return out

@@ -40,6 +40,11 @@ class PermutationSpec:
     convolution's output channels are such a group (channel ``i`` reads only the inputs of its
     convolution group), and so are the channels a GroupNorm normalises together.
 
+    ``tied`` lists groups with blocks whose blocks all move alike: unit ``b*m + i`` goes to
+    ``b*m + s(i)`` for one permutation ``s`` of the ``m`` units of a block. A grouped convolution's
+    input channels are such a group, and its weight's input axis, which holds one block (shared by
+    every convolution group), is listed in ``folded``: it is permuted by ``s``.
+
     ``observe`` (None: the model itself) maps a model to a module computing the same
     outputs from the same parameters in which every name in ``activations`` is a
     submodule run once per forward; a spec derived from a traced graph uses it to
@@ -51,6 +56,8 @@ class PermutationSpec:
     activations: dict[str, list[str]] = field(default_factory=dict)
     repeats: dict[tuple[str, int], int] = field(default_factory=dict)
     blocks: dict[str, int] = field(default_factory=dict)
+    tied: frozenset[str] = frozenset()
+    folded: frozenset[tuple[str, int]] = frozenset()
     observe: Callable[[nn.Module], nn.Module] | None = field(default=None, compare=False)
 
     def repeat(self, key: str, axis: int) -> int:
@@ -60,6 +67,19 @@ class PermutationSpec:
     def block_count(self, group: str) -> int:
         """How many blocks ``group``'s permutations keep their units in (usually 1: any permutation)."""
         return self.blocks.get(group, 1)
+
+    def fold(self, key: str, axis: int) -> int:
+        """How many times ``key``'s ``axis`` is smaller than its group (its block count if folded, else 1)."""
+        if (key, axis) not in self.folded:
+            return 1
+        return self.block_count(self.axes[key][axis] or "")
+
+    def axis_index(self, key: str, axis: int, p: torch.Tensor) -> torch.Tensor:
+        """The index that moves ``key``'s ``axis`` by its group's permutation ``p``."""
+        fold = self.fold(key, axis)
+        if fold != 1:
+            p = p[: p.numel() // fold]  # a tied permutation: its first block's, the same in every block
+        return expand_permutation(p, self.repeat(key, axis))
 
     def observable(self, model: nn.Module) -> nn.Module:
         """The module whose submodules ``activations`` names: ``observe(model)``, or ``model`` itself."""

@@ -46,8 +46,10 @@ import torch
 
 from matching.assignment import (
     assignment_score,
+    axis_folds,
     axis_repeats,
     compute_dtype,
+    embed_folded,
     group_sizes,
     matchable_keys,
     permute_other_axes,
@@ -81,8 +83,10 @@ def weight_matching(
     """Permutations ``perms`` such that ``permute(spec, A, perms)`` best matches B (inner product).
 
     Returns one CPU LongTensor per group of the spec that touches a floating
-    tensor. Deterministic for a given ``seed`` (which sets the order the
-    groups are visited in each sweep). Computes on the tensors' device.
+    tensor. Two descents, from the identity and from a data-flow first pass,
+    the higher objective kept (see the module docstring). Deterministic for a
+    given ``seed`` (which sets the order the groups are visited in each
+    sweep). Computes on the tensors' device.
     """
     return match_weights(spec, state_dict_a, state_dict_b, seed=seed, max_iter=max_iter).perms
 
@@ -91,8 +95,10 @@ class _Term:
     """One (tensor, axis) of a group: A and B with that axis first, flattened products on demand."""
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, axes: tuple[str | None, ...], axis: int,
-                 repeats: Mapping[int, int]) -> None:
+                 repeats: Mapping[int, int], folds: Mapping[int, int] | None = None) -> None:
         dtype = compute_dtype(a)
+        folds = folds or {}
+        self.fold = folds.get(axis, 1)  # > 1: the axis holds one block of a tied group (see PermutationSpec)
         # A unit of an axis with a repeat factor r owns r consecutive entries: with the axis first, they
         # reshape into the unit's row.
         self.n = a.shape[axis] // repeats.get(axis, 1)
@@ -100,20 +106,22 @@ class _Term:
         self.b = b.movedim(axis, 0).to(dtype).reshape(self.n, -1)
         # the other permuted axes (with their repeat factors), at their positions once ``axis`` is moved first
         self.others = [
-            (ax + 1 if ax < axis else ax, g, repeats.get(ax, 1))
+            (ax + 1 if ax < axis else ax, g, repeats.get(ax, 1), folds.get(ax, 1))
             for ax, g in enumerate(axes) if g is not None and ax != axis
         ]
-        self.depends_on = tuple(g for _, g, _ in self.others)
+        self.depends_on = tuple(g for _, g, _, _ in self.others)
 
     def a_flat(self, perms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         a = self.a
-        for pos, g, r in self.others:
-            a = a.index_select(pos, expand_permutation(perms[g], r))
+        for pos, g, r, fold in self.others:
+            p = perms[g] if fold == 1 else perms[g][: perms[g].numel() // fold]
+            a = a.index_select(pos, expand_permutation(p, r))
         return a.reshape(self.n, -1)
 
     def score(self, perms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``S[i, j] = <B unit i, A unit j>`` with A's other axes permuted (compute dtype)."""
-        return self.b @ self.a_flat(perms).T
+        s = self.b @ self.a_flat(perms).T
+        return s if self.fold == 1 else embed_folded(s, self.fold)
 
 
 def match_weights(
@@ -155,6 +163,7 @@ class _Problem:
         self.sizes = group_sizes(spec, state_dict_a, keys)
         self.groups = [g for g in spec.groups if g in self.sizes]
         self.blocks = {g: spec.block_count(g) for g in self.groups}
+        self.tied = {g: g in spec.tied for g in self.groups}
         self.device = state_dict_a[keys[0]].device if keys else torch.device("cpu")
         self.fixed: dict[str, torch.Tensor] = {}  # float64 score of the terms with no other permuted axis
         self.varying: dict[str, list[_Term]] = {}
@@ -162,24 +171,29 @@ class _Problem:
         self.fixed_entries: dict[str, float] = {}
         key_set = set(keys)
         for g in self.groups:
-            fixed_a, fixed_b, self.varying[g] = [], [], []
+            fixed_a, fixed_b, folded, self.varying[g] = [], [], [], []
             for key, axis in spec.groups[g]:
                 if key not in key_set:
                     continue
-                term = _Term(state_dict_a[key], state_dict_b[key], spec.axes[key], axis, axis_repeats(spec, key))
+                term = _Term(state_dict_a[key], state_dict_b[key], spec.axes[key], axis, axis_repeats(spec, key),
+                             axis_folds(spec, key))
                 if term.others:
                     self.varying[g].append(term)
+                elif term.fold != 1:
+                    folded.append(term)
                 else:
                     fixed_a.append(term.a.reshape(term.n, -1))
                     fixed_b.append(term.b)
             n = self.sizes[g]
-            self.fixed_entries[g] = float(sum(t.numel() for t in fixed_a))
+            self.fixed_entries[g] = float(sum(t.numel() for t in fixed_a) + sum(t.a.numel() for t in folded))
             self.fixed[g] = torch.zeros(n, n, dtype=torch.float64, device=self.device)
             if fixed_a:
                 dtype = torch.promote_types(fixed_a[0].dtype, torch.float32)
                 cat_a = torch.cat([t.to(dtype) for t in fixed_a], dim=1)
                 cat_b = torch.cat([t.to(dtype) for t in fixed_b], dim=1)
                 self.fixed[g] += cat_b @ cat_a.T
+            for term in folded:
+                self.fixed[g] += term.score({}).double()
             self.depends_on[g] = sorted({h for term in self.varying[g] for h in term.depends_on})
         # sum over tensors of |A_k| |B_k|: no permutation scores more (Cauchy-Schwarz, tensor by tensor)
         self.bound = sum(float(torch.linalg.vector_norm(state_dict_a[k].double()))
@@ -247,7 +261,8 @@ class _Descent:
         while len(solved) < len(problem.groups):
             g = max((h for h in problem.groups if h not in solved),
                     key=lambda h: (known[h] / entries[h], known[h], -order[h]))
-            new = solve_assignment(self.score_matrix(g, only=solved).cpu(), problem.blocks[g]).to(problem.device)
+            new = solve_assignment(self.score_matrix(g, only=solved).cpu(), problem.blocks[g],
+                                   problem.tied[g]).to(problem.device)
             if not torch.equal(new, self.perms[g]):
                 self.perms[g] = new
                 self.version[g] += 1
@@ -272,7 +287,7 @@ class _Descent:
                     continue  # same score matrix as at this group's last solve: same answer
                 solved_at[g] = inputs
                 s = self.score_matrix(g).cpu()
-                new = solve_assignment(s, problem.blocks[g])
+                new = solve_assignment(s, problem.blocks[g], problem.tied[g])
                 old_score = assignment_score(s, perms[g])
                 new_score = assignment_score(s, new)
                 if new_score > old_score + _REL_TOL * max(abs(old_score), abs(new_score), 1e-30):
@@ -301,6 +316,7 @@ def weight_matching_objective(
         if perms is not None:
             if a.device not in on_device:
                 on_device[a.device] = {g: p.to(a.device) for g, p in perms.items()}
-            a = permute_other_axes(a, spec.axes[key], on_device[a.device], repeats=axis_repeats(spec, key))
+            a = permute_other_axes(a, spec.axes[key], on_device[a.device], repeats=axis_repeats(spec, key),
+                                   folds=axis_folds(spec, key))
         total += float(torch.sum(a * b.to(a), dtype=torch.float64))
     return total

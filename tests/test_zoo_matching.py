@@ -4,7 +4,8 @@ For each architecture of ``benchmarks.torchvision_zoo.NARROW`` (MobileNetV2 at t
 with hardswish and squeeze-and-excitation, EfficientNet, RegNet's grouped convolutions, ResNet34's
 blocks, ShuffleNet's channel shuffle, DenseNet's concatenations) the spec derived from the graph must
 leave the outputs unchanged, and B = A permuted must be found again exactly, by weight matching and by
-activation matching, for several seeds. Grouped convolutions permute their outputs inside each group.
+activation matching, for several seeds. Grouped convolutions permute their outputs inside each group
+and their inputs by one permutation acting alike in every group.
 """
 
 from __future__ import annotations
@@ -74,19 +75,24 @@ def test_activation_matching_finds_it_at_initialisation_too(name):
 # ------------------------------------------------------------------ grouped convolutions
 
 
-def test_a_grouped_convolution_permutes_its_outputs_inside_each_group(zoo):
+def test_a_grouped_convolution_permutes_outputs_inside_each_group_and_inputs_alike_in_all(zoo):
     name, model, spec, _, lines = zoo
     if name != "regnet_x_400mf":
         pytest.skip("RegNet is the zoo's model with grouped convolutions")
     grouped = [m.groups for m in model.modules() if isinstance(m, nn.Conv2d) and 1 < m.groups != m.in_channels]
-    blocked = {g: k for g, k in spec.blocks.items() if k > 1}
-    assert blocked and sorted(blocked.values()) == sorted(grouped)  # one group per grouped conv
+    outputs = {g: k for g, k in spec.blocks.items() if g not in spec.tied}
+    inputs = {g: k for g, k in spec.blocks.items() if g in spec.tied}
+    # per grouped conv: its outputs in blocks, its inputs tied (the weight's input axis holds one block)
+    assert sorted(outputs.values()) == sorted(inputs.values()) == sorted(grouped)
+    assert len(spec.folded) == len(grouped)
     perms = planted(model, spec, 3)[1]
-    for g, k in blocked.items():
+    for g, k in spec.blocks.items():
         size = perms[g].numel() // k
         assert torch.equal(perms[g] // size, torch.arange(perms[g].numel()) // size)  # units stay in their block
         assert not torch.equal(perms[g], torch.arange(perms[g].numel()))
-    assert len(lines) == len(grouped) and all("grouped convolution" in line for line in lines)
+        if g in spec.tied:
+            assert all(torch.equal(perms[g][i * size:(i + 1) * size] - i * size, perms[g][:size]) for i in range(k))
+    assert lines == []  # nothing held fixed
 
 
 class GroupedNet(nn.Module):
@@ -109,8 +115,9 @@ def test_grouped_convolution_and_group_norm_blocks_combine_and_stay_invariant():
     lines: list[str] = []
     x = torch.randn(2, 3, 8, 8)
     spec = derive_spec(model, x, report=lines.append)
-    assert spec.blocks == {"grouped": 12}  # blocks of 6 (conv groups) and of 4 (norm groups): blocks of 2
-    assert "stem" not in spec.groups and len(lines) == 1  # the grouped conv's inputs are held fixed
+    # outputs: blocks of 6 (conv groups) and of 4 (norm groups), so blocks of 2; inputs: 4 blocks moving alike
+    assert spec.blocks == {"grouped": 12, "stem": 4} and spec.tied == {"stem"}
+    assert spec.folded == {("grouped.weight", 1)} and lines == []
     check_spec(model, spec, x, seed=1)
     model_b, perms = planted(model, spec, 9)
     assert recovered(spec, model, model_b, match_weights(spec, model.state_dict(), model_b.state_dict()).perms)
@@ -133,9 +140,11 @@ def test_the_derive_command_prints_the_groups_what_is_held_fixed_and_a_summary(c
     # regnet_x_400mf's grouped convs (group width 16): stage 1's has 2 groups, its outputs move in 2 blocks
     assert [row.split()[2] for row in rows if row.startswith("trunk_output.block1.block1-0.f.b.0 ")] == ["2"]
     assert "trunk_output.block1.block1-0.f.b.0.weight[0]" in table  # its weight's output axis
-    assert held.startswith("held fixed:") and "grouped convolution" in held
-    assert summary == f"{len(rows)} groups, {summary.split()[2]} permutable units, {len(held.splitlines()) - 1} " \
-                      "place(s) held fixed"
+    assert [row.split()[2:4] for row in rows if row.startswith("trunk_output.block1.block1-0.f.a.0 ")] == \
+        [["2", "tied"]]  # its inputs: one permutation in both groups
+    assert "trunk_output.block1.block1-0.f.b.0.weight[1] (one block)" in table
+    assert held == "held fixed: nothing (beyond the model's input and output axes)"
+    assert summary == f"{len(rows)} groups, {summary.split()[2]} permutable units, 0 place(s) held fixed"
 
 
 def test_the_derive_command_runs_as_a_module_and_fails_in_one_line():
