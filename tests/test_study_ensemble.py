@@ -302,7 +302,8 @@ def test_analysis_table_averages_a_study_over_seeds(tmp_path, capsys):
     for seed, entries in rows.items():
         d = tmp_path / "cfg-abc" / f"seed_{seed}"
         (d / "studies").mkdir(parents=True)
-        (d / "results.json").write_text(json.dumps({"config": "cfg", "config_hash": "abc", "seed": seed}))
+        (d / "results.json").write_text(json.dumps({"config": "cfg", "config_hash": "abc", "seed": seed,
+                                                          "dense": {"A": {"accuracy": 90.0}}}))
         report = {"study": "ensemble", "seed": seed, "key": ["group"],
                   "rows": [{"group": g, "ensemble_accuracy": a, "js": j} for g, a, j in entries]}
         (d / "studies" / "ensemble.json").write_text(json.dumps(report))
