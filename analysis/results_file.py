@@ -15,6 +15,8 @@ from typing import Any
 
 from utils.errors import UserError
 
+RUNNER_KEYS = {"config", "config_hash", "seed", "dense", "imp", "matching", "sparse"}
+
 
 class DamagedResults(UserError):
     def __init__(self, path: Path, why: str):
@@ -31,14 +33,15 @@ def _problem(res: Any) -> str | None:
     """What makes ``res`` not a results.json the runner could have written, or None."""
     if not isinstance(res, dict):
         return f"expected a JSON object, got {type(res).__name__}"
-    if "dense" not in res:
-        return "holds no results (no 'dense' section)"
+    if not RUNNER_KEYS & res.keys():  # the runner always writes config, config_hash and seed
+        return f"holds no results (none of {', '.join(sorted(RUNNER_KEYS))})"
     for key in ("config_hash", "config", "rewind_convention"):
         if res.get(key) is not None and not isinstance(res[key], str):
             return f"'{key}' is {type(res[key]).__name__}, not a string"
-    if not isinstance(res["dense"], dict):
-        return f"'dense' is {type(res['dense']).__name__}, not a mapping"
-    for role, entry in res["dense"].items():
+    dense = res.get("dense", {})
+    if not isinstance(dense, dict):
+        return f"'dense' is {type(dense).__name__}, not a mapping"
+    for role, entry in dense.items():
         if not isinstance(entry, dict) or not _number(entry.get("accuracy")):
             return f"dense.{role} has no finite accuracy"
     if res.get("imp") is not None:

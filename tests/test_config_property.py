@@ -88,15 +88,8 @@ def configs(draw: st.DrawFn) -> object:
 def test_any_config_is_accepted_or_refused_in_one_line_within_a_second(tmp_path_factory, raw):
     path = tmp_path_factory.mktemp("prop") / "config.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))
-    began = time.process_time()
-    try:
-        cfg = load_config(path)
-    except ConfigError as err:
-        message = str(err)
-        assert "\n" not in message and 0 < len(message) <= MAX_MESSAGE, message
-    else:
-        assert isinstance(cfg, Config)
-    assert time.process_time() - began < 1.0
+    seconds = load_seconds(path)
+    assert seconds < 1.0 or load_seconds(path) < 1.0
 
 
 NASTY = [None, True, 0, -1, 10 ** 400, -10 ** 400, 1.5, float("nan"), float("inf"), -float("inf"), "", "\0", "a\0b",
@@ -113,11 +106,18 @@ def test_every_key_with_every_kind_of_bad_value(tmp_path):
             raw = yaml.safe_load(yaml.safe_dump(VALID))
             set_key(raw, key, value)
             path.write_text(yaml.safe_dump(raw, allow_unicode=True))
-            began = time.process_time()
-            try:
-                load_config(path)
-            except ConfigError as err:
-                message = str(err)
-                assert "\n" not in message and 0 < len(message) <= MAX_MESSAGE, (key, message)
-            slowest = max(slowest, time.process_time() - began)
+            seconds = load_seconds(path, key)
+            slowest = max(slowest, seconds if seconds < 1.0 else load_seconds(path, key))
     assert slowest < 1.0
+
+
+def load_seconds(path, key: str = "") -> float:
+    """CPU seconds ``load_config(path)`` took, checking what it gave; a second call only when the first took a
+    second or more (a garbage collection or first import can pause once; a runaway load is slow every time)."""
+    began = time.process_time()
+    try:
+        assert isinstance(load_config(path), Config)
+    except ConfigError as err:
+        message = str(err)
+        assert "\n" not in message and 0 < len(message) <= MAX_MESSAGE, (key, message)
+    return time.process_time() - began

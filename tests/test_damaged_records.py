@@ -27,7 +27,8 @@ GOOD = {"config_hash": "0123456789", "seed": 0, "config": "tiny", "rewind_conven
                          "permuted": {"accuracy": 65.0, "loss": 1.0}}}}
 DAMAGED = [
     ('{"sparse": [1, 2], "dense": null}', "'dense' is NoneType, not a mapping"),
-    ("{}", "holds no results (no 'dense' section)"),
+    ("{}", "holds no results (none of config, config_hash, dense, imp, matching, seed, sparse)"),
+    ('{"note": "edited"}', "holds no results"),
     ("[]", "expected a JSON object, got list"),
     ("", "not valid JSON"),
     (json.dumps(GOOD)[:60], "not valid JSON"),  # truncated
