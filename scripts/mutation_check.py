@@ -200,9 +200,9 @@ MUTATIONS: list[Mutant] = [
      "masks_perm = {k: v.bool() for k, v in masks.items()}",
      "the permuted mask is M_A unpermuted"),
     # --- science a mutation campaign found unpinned (tests/test_science_pins.py, tests/test_sweep_plan_edges.py)
-    M("analysis/compare.py", "(o.std or 0.0) ** 2 / len(o.values)", "(o.std or 0.0) / len(o.values)",
+    M("analysis/compare.py", "(std_b or 0.0) ** 2 / n_b", "(std_b or 0.0) / n_b",
      "compare: our standard error from s/n, not s^2/n", PINS, "tests/test_analysis.py"),
-    M("analysis/compare.py", "(cell.std or 0.0) ** 2 / PAPER_SEEDS", "(cell.std or 0.0) / PAPER_SEEDS",
+    M("analysis/compare.py", "(std_a or 0.0) ** 2 / n_a", "(std_a or 0.0) / n_a",
      "compare: the paper's standard error from s/n, not s^2/n", PINS, "tests/test_analysis.py"),
     M("phases/studies/early_matching.py", "return b_epoch - cfg.checkpoint_epoch(0)", "return b_epoch",
      "early matching: i is B's epochs trained, not epoch - 1 under released", PINS),
