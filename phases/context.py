@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -10,18 +10,27 @@ from torch import nn
 
 from data import DataBundle, DatasetNotFound, build_data
 from models import build_model
-from phases.keys import config_hash, schedule_settings
+from phases.keys import config_hash
 from phases.mask_source import mask_owner
 from tracking import Tracker
 from training.device import prepare_model
-from training.loop import TrainSpec
 from training.metrics import MetricsLog
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
 from utils.config import Config
 from utils.errors import UserError
+from utils.hashing import stable_hash
 from utils.provenance import set_device
 from utils.seeding import seed_everything
+
+
+def _identity(cfg: Config) -> str:
+    return stable_hash({**cfg.to_dict(), "seed": None})
+
+
+def _data_identity(cfg: Config) -> tuple:
+    return (cfg.dataset, repr(cfg.data_root), cfg.batch_size, cfg.download, cfg.num_workers, cfg.train_subset,
+            cfg.test_subset, cfg.normalization)
 
 
 def run_dir_name(label: str, cfg: Config) -> str:
@@ -41,6 +50,7 @@ class RunContext:
     verbose: bool = False  # e.g. every layer's density after each IMP round
     _data: DataBundle | None = field(default=None, repr=False)
     _owner: RunContext | None = field(default=None, repr=False)
+    _derived: dict[tuple[str, int], RunContext] = field(default_factory=dict, repr=False)
     # The config's experiment tracking (inactive without `tracking`); made here, so a backend that could not log
     # (not installed, wandb without credentials) stops the run before any training.
     tracker: Tracker = field(init=False, repr=False)
@@ -58,6 +68,30 @@ class RunContext:
                 cfg=cfg, seed=seed, device=self.device, label=f"{self.label}.mask_source", command=self.command,
                 progress=self.progress, config_path=self.cfg.pruning.mask_from.config, verbose=self.verbose)
         return self._owner
+
+    def at(self, origin: tuple[Config, int] | None) -> RunContext:
+        """The context that makes an artifact whose graph was built from ``origin`` = (config, run seed).
+
+        This one; the mask owner's (``pruning.mask_from``); or, for a study's
+        artifacts of another run seed or config (an ensemble member's dense B, the
+        mask-transfer study's own config), one made once, sharing this data when
+        the data settings are the same.
+        """
+        if origin is None or (origin[0] is self.cfg and origin[1] == self.seed):
+            return self
+        key = (_identity(origin[0]), origin[1])
+        if key == (_identity(self.cfg), self.seed):
+            return self
+        owner = self.owner()
+        if owner is not self and key == (_identity(owner.cfg), owner.seed):
+            return owner
+        if key not in self._derived:
+            cfg, seed = origin
+            sub = replace(self, cfg=cfg, seed=seed, _owner=None, _derived={})
+            if _data_identity(cfg) == _data_identity(self.cfg):
+                sub._data = self.data  # one load of the same data
+            self._derived[key] = sub
+        return self._derived[key]
 
     @property
     def save_path(self) -> Path:
@@ -103,10 +137,3 @@ class RunContext:
     def step_fn(self, model: nn.Module):
         """The compiled forward when ``compile: true`` (CUDA pays it back; on CPU it rarely does)."""
         return torch.compile(model) if self.cfg.compile else None
-
-    def dense_spec(self, epochs: int, data_seed: int, save_epochs: tuple[int, ...]) -> TrainSpec:
-        o = self.cfg.optimizer
-        # The schedule comes from the same function as the artifact keys: what trains is what the key says.
-        return TrainSpec(epochs=epochs, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                         nesterov=o.nesterov, seed=data_seed, eval_every=self.cfg.eval_every,
-                         save_epochs=save_epochs, **schedule_settings(self.cfg))

@@ -16,11 +16,10 @@ from collections.abc import Iterable
 
 import torch
 
-from phases import graph
 from phases.context import RunContext
 from phases.mask_source import mask_owner
 from training.evaluate import accuracy_text
-from training.loop import train
+from training.loop import TrainSpec, train
 from utils import distributed
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
@@ -30,10 +29,6 @@ from utils.seeding import derive_seed
 
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch}.safetensors"
-
-
-def needed_epochs(ctx: RunContext, role: str) -> tuple[int, ...]:
-    return epochs_needed_for(ctx.cfg, role, ctx.cfg.rewind_points)
 
 
 def epochs_needed_for(cfg: Config, role: str, rewinds: Iterable[int]) -> tuple[int, ...]:
@@ -54,38 +49,38 @@ def saved_epochs(art: Artifact) -> list[int]:
     return list((art.manifest() or {}).get("checkpoints", []))
 
 
-def ensure_dense(ctx: RunContext, role: str, epochs_needed: tuple[int, ...] | None = None) -> Artifact:
-    """Dense ``role``, trained unless complete (resuming an interrupted training), holding every needed epoch."""
-    if role == "A" and ctx.owner() is not ctx:  # mask transfer: the source's A, trained with the source's config
-        needed = needed_epochs(ctx, role) if epochs_needed is None else epochs_needed
-        return ensure_dense(ctx.owner(), role, tuple(sorted({*needed, *needed_epochs(ctx.owner(), role)})))
-    art = graph.dense(ctx.cfg, ctx.seed, role)
-    needed = needed_epochs(ctx, role) if epochs_needed is None else epochs_needed
-    epochs = ctx.cfg.epochs if role == "A" else ctx.cfg.b_epochs
-    label = f"[dense {role}]"
-
-    def make(a: Artifact) -> None:
-        model = ctx.new_model(derive_seed(ctx.seed, "init", role))
-        spec = ctx.dense_spec(epochs, derive_seed(ctx.seed, "data", role), needed)
-
-        def save_checkpoint(k: int, m) -> None:
-            ctx.save_model(a.path(checkpoint_name(k)), m, {"epoch": k, "role": role})
-
-        outcome = train(model, ctx.data, spec, name=f"dense_{role}", device=ctx.device,
-                        state_path=a.path("train_state.safetensors"), metrics=ctx.metrics_for(a.dir),
-                        on_checkpoint=save_checkpoint, step_fn=ctx.step_fn(model), progress=ctx.progress)
-        ctx.save_model(a.path("final.safetensors"), model, {"epoch": epochs, "role": role})
-        final = outcome.final
-        a.finish({"accuracy": final.accuracy, "loss": final.loss, "top5": final.top5, "epochs": epochs},
-                 checkpoints=list(needed))
-        print(f"{label} {accuracy_text(final, ctx.data.num_classes)}  loss {final.loss:.4f}")
-
-    art.make_once(make, label)
-    add_checkpoints(ctx, art, role, needed)
-    return art
+def dense_spec(art: Artifact, eval_every: int, save_epochs: tuple[int, ...]) -> TrainSpec:
+    """The training the key of dense ``art`` names: its optimizer, schedule, epochs and data order."""
+    s = art.settings
+    o = dict(s["optimizer"])
+    for unused in ("type",):  # SGD, the one optimizer (utils/config.py checks it)
+        o.pop(unused, None)
+    lr, momentum, weight_decay, nesterov = o.pop("lr"), o.pop("momentum"), o.pop("weight_decay"), o.pop("nesterov")
+    return TrainSpec(epochs=s["epochs"], lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                     seed=derive_seed(s["seed"], "data", s["role"]), eval_every=eval_every, save_epochs=save_epochs,
+                     **o)
 
 
-def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int, ...]) -> None:
+def make_dense(ctx: RunContext, a: Artifact, checkpoints: tuple[int, ...] = ()) -> None:
+    """Train dense A or B from its initialisation, saving ``checkpoints`` (epochs) on the way (resumable)."""
+    role, epochs = a.settings["role"], a.settings["epochs"]
+    model = ctx.new_model(derive_seed(a.settings["seed"], "init", role))
+    spec = dense_spec(a, ctx.cfg.eval_every, checkpoints)
+
+    def save_checkpoint(k: int, m) -> None:
+        ctx.save_model(a.path(checkpoint_name(k)), m, {"epoch": k, "role": role})
+
+    outcome = train(model, ctx.data, spec, name=f"dense_{role}", device=ctx.device,
+                    state_path=a.path("train_state.safetensors"), metrics=ctx.metrics_for(a.dir),
+                    on_checkpoint=save_checkpoint, step_fn=ctx.step_fn(model), progress=ctx.progress)
+    ctx.save_model(a.path("final.safetensors"), model, {"epoch": epochs, "role": role})
+    final = outcome.final
+    a.finish({"accuracy": final.accuracy, "loss": final.loss, "top5": final.top5, "epochs": epochs},
+             checkpoints=list(checkpoints))
+    print(f"[dense {role}] {accuracy_text(final, ctx.data.num_classes)}  loss {final.loss:.4f}")
+
+
+def add_checkpoints(ctx: RunContext, art: Artifact, needed: tuple[int, ...]) -> None:
     """Give a complete dense artifact the checkpoints it lacks, by re-training up to the latest of them."""
     if not distributed.broadcast(bool(set(needed) - set(saved_epochs(art)))):
         return
@@ -94,7 +89,7 @@ def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int
         missing = sorted(set(needed) - set(have))
         if not missing:  # another process added them while we waited
             return
-        epochs = ctx.cfg.epochs if role == "A" else ctx.cfg.b_epochs
+        role, epochs = art.settings["role"], art.settings["epochs"]
         # An epoch already saved on the way is re-derived too, to check the re-training reproduces it.
         witness = max((e for e in have if e <= missing[-1]), default=None)
         wanted = tuple(sorted({*missing, *([witness] if witness is not None else [])}))
@@ -105,10 +100,9 @@ def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int
         def keep(k: int, m) -> None:
             made[k] = {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
 
-        model = ctx.new_model(derive_seed(ctx.seed, "init", role))
-        spec = ctx.dense_spec(epochs, derive_seed(ctx.seed, "data", role), wanted)
-        train(model, ctx.data, spec, name=f"dense_{role}_rederive", device=ctx.device, on_checkpoint=keep,
-              progress=ctx.progress, stop_after=missing[-1])
+        model = ctx.new_model(derive_seed(art.settings["seed"], "init", role))
+        train(model, ctx.data, dense_spec(art, ctx.cfg.eval_every, wanted), name=f"dense_{role}_rederive",
+              device=ctx.device, on_checkpoint=keep, progress=ctx.progress, stop_after=missing[-1])
         if witness is not None:
             stored, _ = art.tensors(checkpoint_name(witness))
             if not all(torch.equal(stored[n], made[witness][n].to(stored[n].dtype)) for n in stored):
@@ -118,14 +112,3 @@ def add_checkpoints(ctx: RunContext, art: Artifact, role: str, needed: tuple[int
         for k in missing:
             save_tensors(art.path(checkpoint_name(k)), made[k], {"epoch": k, "role": role, "rederived": True})
         art.add_files([checkpoint_name(k) for k in missing], checkpoints=sorted({*have, *missing}))
-
-
-def ensure_checkpoint(ctx: RunContext, role: str, epoch: int) -> Artifact:
-    """The complete dense ``role`` artifact with the checkpoint at ``epoch``; never one without it."""
-    if role == "A":
-        ctx = ctx.owner()
-    art = graph.dense(ctx.cfg, ctx.seed, role)
-    if not art.complete:
-        raise RuntimeError(f"dense {role} is not trained yet ({art.dir})")
-    add_checkpoints(ctx, art, role, (epoch,))
-    return art

@@ -15,6 +15,8 @@ config's (``phases/mask_source.py``); the rest of the graph is unchanged.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from phases.keys import (
     PermutedMaskSettings,
     as_key,
@@ -44,44 +46,58 @@ SOURCES.update({run + RESCALED: source for run, source in list(SOURCES.items())}
 def dense(cfg: Config, seed: int, role: str) -> Artifact:
     if role == "A":  # under pruning.mask_from, A is the source config's (phases/mask_source.py)
         cfg, seed = mask_owner(cfg, seed)
-    return Artifact(cfg.save_path, "dense", as_key(dense_settings(cfg, seed, role)))
+    return Artifact(cfg.save_path, "dense", as_key(dense_settings(cfg, seed, role)), origin=(cfg, seed))
 
 
 def imp_chain(cfg: Config, seed: int) -> Artifact:
     cfg, seed = mask_owner(cfg, seed)
-    return Artifact(cfg.save_path, "impchain", as_key(imp_chain_settings(cfg)), {"dense_a": dense(cfg, seed, "A")})
+    return Artifact(cfg.save_path, "impchain", as_key(imp_chain_settings(cfg)), {"dense_a": dense(cfg, seed, "A")},
+                    origin=(cfg, seed))
 
 
 def imp(cfg: Config, seed: int) -> Artifact:
     cfg, seed = mask_owner(cfg, seed)
-    return Artifact(cfg.save_path, "imp", as_key(imp_target_settings(cfg)), {"chain": imp_chain(cfg, seed)})
+    return Artifact(cfg.save_path, "imp", as_key(imp_target_settings(cfg)), {"chain": imp_chain(cfg, seed)},
+                    origin=(cfg, seed))
 
 
-def permutation(cfg: Config, seed: int, b_epoch: int | None = None) -> Artifact:
-    """pi matching trained A to B: B's final model, or (early matching) B after ``b_epoch`` epochs of training."""
+def permutation(cfg: Config, seed: int, b_epoch: int | None = None, b_seed: int | None = None) -> Artifact:
+    """pi matching trained A to B: B's final model, or (early matching) B after ``b_epoch`` epochs of training;
+    B of run seed ``b_seed`` (an ensemble member's) instead of ``seed``'s own when given."""
+    b = dense(cfg, seed if b_seed is None else b_seed, "B")
     return Artifact(cfg.save_path, "perm", as_key(early_match_settings(cfg, b_epoch)),
-                    {"dense_a": dense(cfg, seed, "A"), "dense_b": dense(cfg, seed, "B")})
+                    {"dense_a": dense(cfg, seed, "A"), "dense_b": b}, origin=(cfg, seed))
 
 
-def permuted_mask(cfg: Config, seed: int, b_epoch: int | None = None) -> Artifact:
+def permuted_mask(cfg: Config, seed: int, b_epoch: int | None = None, b_seed: int | None = None) -> Artifact:
     return Artifact(cfg.save_path, "pmask", as_key(PermutedMaskSettings()),
-                    {"perm": permutation(cfg, seed, b_epoch), "imp": imp(cfg, seed)})
+                    {"perm": permutation(cfg, seed, b_epoch, b_seed), "imp": imp(cfg, seed)}, origin=(cfg, seed))
 
 
 def interpolation(cfg: Config, seed: int) -> Artifact:
     return Artifact(cfg.save_path, "interp", as_key(interpolation_settings(cfg)),
                     {"dense_a": dense(cfg, seed, "A"), "dense_b": dense(cfg, seed, "B"),
-                     "perm": permutation(cfg, seed)})
+                     "perm": permutation(cfg, seed)}, origin=(cfg, seed))
 
 
-def mask_source(cfg: Config, seed: int, run: str) -> Artifact:
-    return permuted_mask(cfg, seed) if SOURCES[run][1] == "permuted_mask" else imp(cfg, seed)
+def mask_source(cfg: Config, seed: int, run: str, b_epoch: int | None = None,
+                b_seed: int | None = None) -> Artifact:
+    if SOURCES[run][1] == "permuted_mask":
+        return permuted_mask(cfg, seed, b_epoch, b_seed)
+    return imp(cfg, seed)
 
 
-def sparse(cfg: Config, seed: int, k: int, run: str) -> Artifact:
+def sparse(cfg: Config, seed: int, k: int, run: str, *, b_epoch: int | None = None, b_seed: int | None = None,
+           data_order: int | None = None) -> Artifact:
+    """Sparse ``run`` from rewind point k. A study's variants: the mask pi(M_A) from B at ``b_epoch`` (early
+    matching), B of run seed ``b_seed`` (an ensemble member's weights and pi), another ``data_order``."""
     role = SOURCES[run][0]
-    return Artifact(cfg.save_path, "sparse", as_key(sparse_settings(cfg, k, run)),
-                    {"weights": dense(cfg, seed, role), "mask": mask_source(cfg, seed, run)})
+    own = sparse_settings(cfg, k, run)
+    if data_order:
+        own = replace(own, data_order=data_order)
+    weights = dense(cfg, seed if role == "A" or b_seed is None else b_seed, role)
+    return Artifact(cfg.save_path, "sparse", as_key(own),
+                    {"weights": weights, "mask": mask_source(cfg, seed, run, b_epoch, b_seed)}, origin=(cfg, seed))
 
 
 def sparse_runs(cfg: Config) -> list[str]:

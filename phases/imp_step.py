@@ -12,10 +12,16 @@ once never train the same round twice.
 
 from __future__ import annotations
 
-from phases import graph
 from phases.context import RunContext
-from phases.dense import checkpoint_name, ensure_checkpoint
-from pruning.imp import ImpRound, PruningStalled, iterative_magnitude_pruning, planned_counts, reached
+from phases.dense import checkpoint_name
+from pruning.imp import (
+    ImpRound,
+    PruningStalled,
+    iterative_magnitude_pruning,
+    planned_counts,
+    planned_schedule,
+    reached,
+)
 from pruning.masks import Masks, sparsity, weight_sparsity
 from training.evaluate import accuracy_text, evaluate
 from training.loop import TrainSpec, train
@@ -39,50 +45,80 @@ def round_file(rnd: int, amounts: list[float]) -> str:
     return f"round_{rnd}-{stable_hash(amounts, 10)}.safetensors"
 
 
-def check_schedule(cfg, total: int) -> None:
-    """Stop before any fine-tuning when IMP cannot reach its target: a stalled round, or too few rounds."""
+def count_prunable(cfg, cache: dict[str, int]) -> int:
+    """Prunable weights of ``cfg``'s model, built once per architecture (the slow part of planning)."""
+    from models import build_model, model_settings
+
+    key = repr((model_settings(cfg), cfg.dataset, cfg.prune_exclude))
+    if key not in cache:
+        model = build_model(cfg)
+        cache[key] = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
+    return cache[key]
+
+
+def imp_schedule(cfg, cache: dict[str, int]) -> list[float]:
+    """The amounts of every IMP round of this config, exactly as IMP will compute them."""
     p = cfg.pruning
-    tolerance = p.tolerance_for(cfg.model_type)
     try:
-        counts = planned_counts(total, p.sparsity, p.prune_perc, tolerance, p.prune_epochs)
+        return [a for a, _ in planned_schedule(count_prunable(cfg, cache), p.sparsity, p.prune_perc,
+                                               p.tolerance_for(cfg.model_type), p.prune_epochs)]
+    except PruningStalled:
+        return []  # the IMP job itself will stop with the error that explains it
+
+
+def imp_epochs_to_train(art: Artifact, missing: list[int], memo: dict) -> int:
+    """Fine-tuning epochs of IMP target ``art`` that no earlier-planned target of its round chain trains
+    (``memo`` is shared by one plan: the chain's rounds planned so far, the model sizes)."""
+    cfg = art.origin[0]
+    amounts = imp_schedule(cfg, memo.setdefault("prunable", {}))
+    chain = art.parents["chain"]
+    todo = memo.setdefault("rounds", {}).setdefault(chain.name, set())
+    new = 0
+    for r in range(1, len(amounts) + 1):
+        prefix = tuple(amounts[:r])
+        if prefix not in todo and not chain.path(round_file(r, list(prefix))).exists():
+            todo.add(prefix)
+            new += 1
+    return new * chain.settings["train_epochs_per_prune"]
+
+
+def check_schedule(art: Artifact, total: int, tolerance_key: str = "tolerance") -> None:
+    """Stop before any fine-tuning when IMP cannot reach its target: a stalled round, or too few rounds."""
+    t, c = art.settings, art.parents["chain"].settings
+    sparsity_target, tolerance, rounds = t["sparsity"], t["tolerance"], t["max_rounds"]
+    try:
+        counts = planned_counts(total, sparsity_target, c["prune_perc"], tolerance, rounds)
     except PruningStalled as err:
-        if err.round == 1 or (p.sparsity - err.current) * total > 2:
-            advice = f"raise pruning.prune_perc (now {p.prune_perc:g}): it removes no whole weight"
+        if err.round == 1 or (sparsity_target - err.current) * total > 2:
+            advice = f"raise pruning.prune_perc (now {c['prune_perc']:g}): it removes no whole weight"
         else:
-            advice = (f"raise pruning.{p.tolerance_key(cfg.model_type)} (now {tolerance:g}) to at least "
+            advice = (f"raise pruning.{tolerance_key} (now {tolerance:g}) to at least "
                       f"{2.0 / total:.2g}: the target cannot be met more closely in whole weights")
-        raise UserError(f"{err} of {total} prunable weights, towards pruning.sparsity={p.sparsity}; {advice}") \
+        raise UserError(f"{err} of {total} prunable weights, towards pruning.sparsity={sparsity_target}; {advice}") \
             from None
     got = 1.0 - (total - sum(counts)) / total
-    if len(counts) == p.prune_epochs and not reached(got, p.sparsity, tolerance, total):
-        raise UserError(f"IMP would stop at sparsity {100 * got:.2f}% after pruning.prune_epochs={p.prune_epochs} "
-                        f"rounds, short of pruning.sparsity={p.sparsity}; raise prune_epochs or prune_perc")
-
-
-def ensure_imp(ctx: RunContext) -> Artifact:
-    ctx = ctx.owner()  # under pruning.mask_from, the source config prunes its own A with its own data
-    cfg = ctx.cfg
-    art = graph.imp(cfg, ctx.seed)
-    if not art.complete and cfg.pruning.rewind_epoch is not None:
-        ensure_checkpoint(ctx, "A", cfg.pruning.rewind_epoch)
-    return art.make_once(lambda a: make_imp(ctx, a), "[imp]")
+    if len(counts) == rounds and not reached(got, sparsity_target, tolerance, total):
+        raise UserError(f"IMP would stop at sparsity {100 * got:.2f}% after pruning.prune_epochs={rounds} "
+                        f"rounds, short of pruning.sparsity={sparsity_target}; raise prune_epochs or prune_perc")
 
 
 def make_imp(ctx: RunContext, art: Artifact) -> None:
-    cfg, p = ctx.cfg, ctx.cfg.pruning
+    """IMP of dense A to the target sparsity, each finished round kept in the round chain (resumable, shared)."""
     chain = art.parents["chain"]
+    p, target = chain.settings, art.settings  # the round recipe; the target and when to stop
     dense_a = chain.parents["dense_a"]
     with chain.lock():
         chain.begin()
         model = ctx.load_model(dense_a, "final.safetensors")
         prunable = model.prunable_parameters()
-        check_schedule(cfg, sum(model.get_parameter(n).numel() for n in prunable))
+        check_schedule(art, sum(model.get_parameter(n).numel() for n in prunable),
+                       ctx.cfg.pruning.tolerance_key(ctx.cfg.model_type))
         metrics = ctx.metrics_for(art.dir)
         amounts: list[float] = []  # of the rounds done so far: what identifies the next round in the chain
         history: list[dict] = []
         rewind_state = None
-        if p.rewind_epoch is not None:
-            rewind_state, _ = dense_a.tensors(checkpoint_name(p.rewind_epoch), device=ctx.device)
+        if p.get("rewind_epoch") is not None:
+            rewind_state, _ = dense_a.tensors(checkpoint_name(p["rewind_epoch"]), device=ctx.device)
 
         def restore(rnd: int, amount: float) -> tuple[Masks, dict[str, float]] | None:
             name = round_file(rnd, [*amounts, amount])
@@ -101,10 +137,10 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
             if rewind_state is not None:  # IMP with weight rewinding: restart from A at the rewind epoch
                 model.load_state_dict(rewind_state)
             # A fresh schedule every round: cosine to 0 as the CIFAR code, or constant as the released ResNet50 IMP.
-            spec = TrainSpec(epochs=p.train_epochs_per_prune, lr=p.prune_lr, momentum=p.momentum,
-                             weight_decay=p.weight_decay, seed=derive_seed(ctx.seed, "imp", rnd),
-                             eval_every=cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}",
-                             schedule=p.schedule)
+            spec = TrainSpec(epochs=p["train_epochs_per_prune"], lr=p["prune_lr"], momentum=p["momentum"],
+                             weight_decay=p["weight_decay"], seed=derive_seed(dense_a.settings["seed"], "imp", rnd),
+                             eval_every=ctx.cfg.eval_every, tag=f"imp-round-{rnd}-{stable_hash(amounts, 10)}",
+                             schedule=p["schedule"])
             out = train(model, ctx.data, spec, name=f"imp_round_{rnd}", device=ctx.device, masks=round_masks,
                         state_path=art.path("round_state.safetensors"), metrics=metrics,
                         step_fn=ctx.step_fn(model), progress=ctx.progress)
@@ -130,8 +166,8 @@ def make_imp(ctx: RunContext, art: Artifact) -> None:
             art.remove_file("round_state.safetensors")
 
         masks = iterative_magnitude_pruning(
-            model, prunable, target=p.sparsity, prune_perc=p.prune_perc, tolerance=p.tolerance_for(cfg.model_type),
-            max_rounds=p.prune_epochs, finetune=finetune, on_round=on_round, restore=restore)
+            model, prunable, target=target["sparsity"], prune_perc=p["prune_perc"], tolerance=target["tolerance"],
+            max_rounds=target["max_rounds"], finetune=finetune, on_round=on_round, restore=restore)
     got = sparsity(masks)
     final = evaluate(model, ctx.data.test_batches())
     save_tensors(art.path("mask.safetensors"), masks)

@@ -17,9 +17,8 @@ import torch
 from data import Batch, DataBundle
 from matching import activation_matching, interpolation_curve, loss_barrier, midpoint_accuracy, permute
 from matching.weight_matching import weight_matching
-from phases import graph
 from phases.context import RunContext
-from phases.dense import checkpoint_name, ensure_checkpoint
+from phases.dense import checkpoint_name
 from phases.imp_step import load_masks
 from training.evaluate import evaluate
 from utils.artifacts import Artifact
@@ -35,16 +34,6 @@ def load_permutation(art: Artifact) -> dict[str, torch.Tensor]:
     return perms
 
 
-def ensure_permutation(ctx: RunContext, b_epoch: int | None = None) -> Artifact:
-    """pi matching A to B; with ``b_epoch`` (early matching, epochs trained) to B's checkpoint at that epoch."""
-    art = graph.permutation(ctx.cfg, ctx.seed, b_epoch)
-    b_epoch = art.settings.get("b_epoch")
-    if b_epoch is not None and not art.complete:  # dense B gets that checkpoint if it lacks it
-        ensure_checkpoint(ctx, "B", b_epoch)
-    label = "[match]" if b_epoch is None else f"[match B@{b_epoch}]"
-    return art.make_once(lambda a: make_permutation(ctx, a), label)
-
-
 def b_model_file(art: Artifact) -> str:
     """The file of dense B a permutation artifact matches to: the final model, or the early-matching checkpoint."""
     b_epoch = art.settings.get("b_epoch")
@@ -52,17 +41,20 @@ def b_model_file(art: Artifact) -> str:
 
 
 def make_permutation(ctx: RunContext, art: Artifact) -> None:
-    m = ctx.cfg.matching
+    """pi matching dense A to dense B (or B's early checkpoint), by the method and batches its settings name."""
+    m = art.settings
     a_art, b_art = art.parents["dense_a"], art.parents["dense_b"]
     model_a = ctx.load_model(a_art, "final.safetensors")
     model_b = ctx.load_model(b_art, b_model_file(art))
     spec = model_a.permutation_spec()
     when = "" if art.settings.get("b_epoch") is None else f" after {art.settings['b_epoch']} epochs"
-    print(f"[match] {m.method} matching of A to B{when}", flush=True)
-    if m.method == "activation":
-        perms = activation_matching(model_a, model_b, matching_batches(ctx), spec=spec, std=m.std)
+    print(f"[match] {m['method']} matching of A to B{when}", flush=True)
+    if m["method"] == "activation":
+        batches = matching_batches(ctx, m["num_batches"], m["augment"])
+        perms = activation_matching(model_a, model_b, batches, spec=spec, std=m.get("std") or "pooled")
     else:
-        perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m.seed, max_iter=m.max_iter)
+        perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m["seed"],
+                                max_iter=m["max_iter"])
     perms = {g: p.cpu() for g, p in perms.items()}
     # Under mask transfer A is the source config's, its recorded accuracy on the source's test set: measure it here.
     a_here = evaluate(model_a, ctx.data.test_batches()).as_dict() if ctx.owner() is not ctx else None
@@ -74,12 +66,12 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
                       "the model's permutation spec may be wrong", stacklevel=1)
     save_tensors(art.path(PERMUTATION), {g: p.long() for g, p in perms.items()},
                  {"groups": list(perms), "convention": "new unit i = old unit perm[i]"})
-    art.finish({"method": m.method, "A_permuted": ap_result.as_dict(), **({"A": a_here} if a_here else {}),
+    art.finish({"method": m["method"], "A_permuted": ap_result.as_dict(), **({"A": a_here} if a_here else {}),
                 "moved_units": {g: int((p != torch.arange(p.numel())).sum()) for g, p in perms.items()}})
     print(f"[match] pi(A) {ap_result.accuracy:.2f}% (A {a_result['accuracy']:.2f}%)")
 
 
-def matching_batches(ctx: RunContext) -> Iterator[Batch]:
+def matching_batches(ctx: RunContext, num_batches: int, augment: bool) -> Iterator[Batch]:
     """The ``matching.num_batches`` training batches activation matching correlates, as ``matching.augment`` says.
 
     Un-augmented: the training set in its fixed order (``eval_train_batches``).
@@ -88,10 +80,9 @@ def matching_batches(ctx: RunContext) -> Iterator[Batch]:
     derived from the run seed, so the same run always matches on the same
     batches; past one epoch they continue into the next.
     """
-    m = ctx.cfg.matching
-    if not m.augment:
-        return ctx.data.eval_train_batches(m.num_batches)
-    return augmented_batches(ctx.data, m.num_batches, derive_seed(ctx.seed, "matching"))
+    if not augment:
+        return ctx.data.eval_train_batches(num_batches)
+    return augmented_batches(ctx.data, num_batches, derive_seed(ctx.seed, "matching"))
 
 
 def augmented_batches(data: DataBundle, count: int, seed: int) -> Iterator[Batch]:
@@ -103,11 +94,6 @@ def augmented_batches(data: DataBundle, count: int, seed: int) -> Iterator[Batch
             left -= 1
             yield batch
         epoch += 1
-
-
-def ensure_permuted_mask(ctx: RunContext, b_epoch: int | None = None) -> Artifact:
-    return graph.permuted_mask(ctx.cfg, ctx.seed, b_epoch).make_once(lambda a: make_permuted_mask(ctx, a),
-                                                                     "[pmask]")
 
 
 def make_permuted_mask(ctx: RunContext, art: Artifact) -> None:
@@ -124,12 +110,8 @@ def make_permuted_mask(ctx: RunContext, art: Artifact) -> None:
     art.finish({"A_sparse_permuted": result.as_dict()})
 
 
-def ensure_interpolation(ctx: RunContext) -> Artifact:
-    return graph.interpolation(ctx.cfg, ctx.seed).make_once(lambda a: make_interpolation(ctx, a), "[interp]")
-
-
 def make_interpolation(ctx: RunContext, art: Artifact) -> None:
-    m = ctx.cfg.matching
+    s = art.settings
     model_b = ctx.load_model(art.parents["dense_b"], "final.safetensors")
     sd_a, _ = art.parents["dense_a"].tensors("final.safetensors", device=ctx.device)
     sd_b = model_b.state_dict()
@@ -137,13 +119,14 @@ def make_interpolation(ctx: RunContext, art: Artifact) -> None:
     sd_a_perm = permute(model_b.permutation_spec(), sd_a, perms)
 
     def train_batches():
-        return ctx.data.eval_train_batches(m.interpolation_batches)
+        return ctx.data.eval_train_batches(s["batches"])
 
     repair = bool(art.settings.get("repair"))
-    print(f"[interp] interpolating at alphas {m.alphas} (before and after matching{', REPAIR' if repair else ''})",
+    print(f"[interp] interpolating at alphas {s['alphas']} (before and after matching{', REPAIR' if repair else ''})",
           flush=True)
-    before = interpolation_curve(model_b, sd_a, sd_b, m.alphas, train_batches, ctx.data.test_batches, repair=repair)
-    after = interpolation_curve(model_b, sd_a_perm, sd_b, m.alphas, train_batches, ctx.data.test_batches,
+    before = interpolation_curve(model_b, sd_a, sd_b, s["alphas"], train_batches, ctx.data.test_batches,
+                                 repair=repair)
+    after = interpolation_curve(model_b, sd_a_perm, sd_b, s["alphas"], train_batches, ctx.data.test_batches,
                                 repair=repair)
     result = {
         "repair": repair,

@@ -14,17 +14,14 @@ import yaml
 
 from models import build_model
 from models.registry import is_plugin
-from phases import graph
+from phases import graph, stages
 from phases.context import RunContext, run_dir_name
 from phases.demo import DEMO_CONFIG
-from phases.dense import ensure_dense
-from phases.imp_step import ensure_imp
 from phases.keys import science_config
-from phases.match_step import ensure_interpolation, ensure_permutation, ensure_permuted_mask
 from phases.results import phase1_table, phase2_table, recorded_configs, write_run_dir
-from phases.sparse_step import ensure_sparse
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, distributed, locks
+from utils.artifacts import Artifact
 from utils.atomic import require_writable
 from utils.cli import Args, CLIError
 from utils.config import Config, config_from_dict, dump_config, read_config_file
@@ -75,13 +72,19 @@ def load_with_overrides(args: Args) -> Config:
 PHASE2_ONLY = ("sparse_epochs", "optimizer.sparse_lr", "rewind_convention")
 
 
+def later_consumers(ctx: RunContext) -> list[Artifact]:
+    """Everything the main experiment of this (config, seed) will make, and under ``pruning.mask_from`` the
+    source config's own: the dense models trained now keep every checkpoint those read."""
+    owner = ctx.owner()
+    extra = [] if owner is ctx else stages.main_artifacts(owner.cfg, owner.seed)
+    return stages.main_artifacts(ctx.cfg, ctx.seed) + extra
+
+
 def phase1(ctx: RunContext) -> None:
     began = time.perf_counter()
-    steps = [lambda: ensure_dense(ctx, "A"), lambda: ensure_imp(ctx), lambda: ensure_dense(ctx, "B"),
-             lambda: ensure_permutation(ctx), lambda: ensure_permuted_mask(ctx), lambda: ensure_interpolation(ctx)]
-    for step in steps:
-        step()
-        write_run_dir(ctx)  # results so far survive a kill between steps
+    # results so far survive a kill between steps
+    stages.ensure(ctx, stages.main_artifacts(ctx.cfg, ctx.seed, phases=(1,)), consumers=later_consumers(ctx),
+                  after=lambda: write_run_dir(ctx))
     results = write_run_dir(ctx)
     print(phase1_table(results))
     print(f"phase 1 done in {time.perf_counter() - began:.0f} s; run directory {ctx.run_dir}")
@@ -112,10 +115,8 @@ def check_phase1(ctx: RunContext) -> None:
 def phase2(ctx: RunContext, rewinds: list[int]) -> None:
     """Sparse runs; the caller has run phase 1 or ``check_phase1``."""
     began = time.perf_counter()
-    for k in rewinds:
-        for run in graph.sparse_runs(ctx.cfg):
-            ensure_sparse(ctx, k, run)
-            write_run_dir(ctx)
+    stages.ensure(ctx, stages.main_artifacts(ctx.cfg, ctx.seed, rewinds, phases=(2,)),
+                  after=lambda: write_run_dir(ctx))
     results = write_run_dir(ctx)
     print(phase2_table(results, graph.sparse_runs(ctx.cfg)))
     print(f"phase 2 done in {time.perf_counter() - began:.0f} s; results in {ctx.run_dir / 'results.json'}")

@@ -15,28 +15,24 @@ from data import Batch
 from matching.interpolation import reset_bn_stats
 from phases import graph
 from phases.context import RunContext
-from phases.dense import checkpoint_name, ensure_checkpoint
+from phases.dense import checkpoint_name
 from phases.imp_step import load_masks
-from phases.keys import schedule_settings
 from phases.match_step import PERMUTED_MASK
 from pruning.masks import Masks, random_masks_like, sparsity, weight_sparsity
 from pruning.rescale import rescale_to_fan_in
 from training.evaluate import accuracy_text
 from training.loop import TrainSpec, train
 from utils.artifacts import Artifact
-from utils.config import RESCALED
+from utils.config import RESCALED, REWIND_CONVENTIONS
 from utils.seeding import derive_seed
 
 
-def run_masks(ctx: RunContext, run: str, mask_art: Artifact | None = None) -> Masks:
+def run_masks(ctx: RunContext, run: str, mask_art: Artifact) -> Masks:
     """The mask ``run`` trains under: M_A, pi(M_A), or a random mask with M_A's per-layer density.
 
-    From ``mask_art`` (the run's ``mask`` parent: an IMP or a permuted-mask artifact) when given, else from
-    this run seed's own; a study's runs (an ensemble member's pi_i(M_A)) pass theirs.
+    From ``mask_art``, the run's ``mask`` parent: an IMP or a permuted-mask artifact.
     """
     which = graph.SOURCES[run][1]
-    if mask_art is None:
-        mask_art = graph.mask_source(ctx.cfg, ctx.seed, run)
     if which == "permuted_mask":
         return load_masks(mask_art, PERMUTED_MASK)
     mask_a = load_masks(mask_art)
@@ -67,32 +63,30 @@ def sparse_data_seed(seed: int, k: int, data_order: int | None) -> int:
     return derive_seed(seed, "sparse", k, "order", data_order)
 
 
-def ensure_sparse(ctx: RunContext, k: int, run: str) -> Artifact:
-    art = graph.sparse(ctx.cfg, ctx.seed, k, run)
-    if not art.complete:  # adds k's epoch to the dense model if it lacks it
-        ensure_checkpoint(ctx, graph.SOURCES[run][0], ctx.cfg.checkpoint_epoch(k))
-    return art.make_once(lambda a: make_sparse(ctx, a, k, run), f"[sparse k={k} {run}]")
+def checkpoint_epoch(settings: dict) -> int:
+    """The dense epoch a sparse run's rewind point k means: k itself, or k + 1 under ``rewind_convention: released``."""
+    return settings["rewind"] + REWIND_CONVENTIONS[settings["rewind_convention"]]
 
 
-def make_sparse(ctx: RunContext, art: Artifact, k: int, run: str) -> None:
+def make_sparse(ctx: RunContext, art: Artifact) -> None:
+    s = art.settings
+    run, k, epochs = s["run"], s["rewind"], s["epochs"]
     role, which = graph.SOURCES[run]
-    at = ctx.cfg.checkpoint_epoch(k)  # k itself, or k + 1 under rewind_convention: released
+    at = checkpoint_epoch(s)
     model = ctx.load_model(art.parents["weights"], checkpoint_name(at))
     masks = {n: m.to(ctx.device) for n, m in run_masks(ctx, run, art.parents["mask"]).items()}
     if run.endswith(RESCALED):
-        rescale_initialization(model, masks, ctx.data.eval_train_batches(ctx.cfg.sparse.rescale_bn_batches))
-    o = ctx.cfg.optimizer
+        rescale_initialization(model, masks, ctx.data.eval_train_batches(s["rescale_bn_batches"]))
     # sparse_epochs - k under either convention, as the released code trained from its checkpoint "k" (the
     # weights after k + 1 epochs): `adjusted_sparse_epochs = sparse_epochs - k` on CIFAR, `89 - k` for ResNet50
     # (docs/paper.md). A released-convention run thus sees one dense epoch more in all.
-    epochs = ctx.cfg.total_sparse_epochs - k
     # The same data order for every run of one rewind point: the runs differ only in weights and mask. A fresh
     # schedule of the optimizer's type (cosine, or the released ResNet50 warm-up and steps) from sparse_lr.
-    spec = TrainSpec(epochs=epochs, lr=o.sparse_lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                     nesterov=o.nesterov, seed=sparse_data_seed(ctx.seed, k, art.settings.get("data_order")),
-                     eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}", **schedule_settings(ctx.cfg))
+    spec = TrainSpec(epochs=epochs, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
+                     nesterov=s["nesterov"], seed=sparse_data_seed(ctx.seed, k, s.get("data_order")),
+                     eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}", **s["schedule"])
     print(f"[sparse k={k} {run}] W_{role}(k={k}: after {at} epochs) with mask {which}, {epochs} epochs at lr "
-          f"{o.sparse_lr}", flush=True)
+          f"{s['lr']}", flush=True)
     outcome = train(model, ctx.data, spec, name=f"sparse_{run}_k{k}", device=ctx.device, masks=masks,
                     state_path=art.path("train_state.safetensors"), metrics=ctx.metrics_for(art.dir),
                     step_fn=ctx.step_fn(model), progress=ctx.progress)

@@ -41,11 +41,7 @@ class StepJob(submitit.helpers.Checkpointable):
 
 def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     from phases.context import RunContext
-    from phases.dense import ensure_dense
-    from phases.imp_step import ensure_imp
-    from phases.match_step import ensure_interpolation, ensure_permutation, ensure_permuted_mask
     from phases.results import write_run_dir
-    from phases.sparse_step import ensure_sparse
     from training.device import resolve_device, set_cpu_threads, set_precision
     from utils.config import config_from_dict
 
@@ -59,30 +55,12 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     set_precision(cfg.precision)
     print(f"[sweep] job {spec['name']}: {spec['what']} for {target['label']} seed {target['seed']} "
           f"on {ctx.device} (host {os.uname().nodename}, pid {os.getpid()})", flush=True)
-    step, args = spec["step"], spec["args"]
-    if step == "dense":
-        ensure_dense(ctx, args["role"], tuple(args["epochs_needed"]))
-    elif step == "imp":
-        ensure_imp(ctx)
-    elif step == "perm":
-        ensure_permutation(ctx)
-    elif step == "pmask":
-        ensure_permuted_mask(ctx)
-    elif step == "interp":
-        ensure_interpolation(ctx)
-    elif step == "sparse":
-        ensure_sparse(ctx, args["k"], args["run"])
-    elif step == "study":  # one need of a study (phases/studies)
-        from phases.studies import run_need
-
-        rest = {k: v for k, v in args.items() if k not in ("study", "step")}
-        run_need(ctx, args["study"], args["step"], rest)
-    elif step == "study-report":
+    if spec["step"] == "study-report":  # the one job that makes no artifact
         from phases.studies import report_study
 
-        report_study(ctx, args["study"])
+        report_study(ctx, spec["args"]["study"])
     else:
-        raise ValueError(f"unknown sweep step {step!r}")
+        make_artifact(ctx, spec, target)
     for consumer in spec["targets"]:
         c = config_from_dict(consumer["config"], check_data=False)
         write_run_dir(RunContext(cfg=c, seed=consumer["seed"], device=ctx.device, label=consumer["label"],
@@ -90,6 +68,20 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     print(f"[sweep] job {spec['name']} done in {seconds:.0f} s", flush=True)
     return {"name": spec["name"], "seconds": seconds}
+
+
+def make_artifact(ctx: Any, spec: dict[str, Any], target: dict[str, Any]) -> None:
+    """Make the job's artifact, found by name in its target's graph, with the checkpoints the plan asked for."""
+    from phases.stages import closure, ensure
+    from sweep.plan import Target, target_artifacts
+
+    t = Target(label=target["label"], config_path=target["config_path"], raw=target["config"], seed=target["seed"],
+               rewinds=list(target["rewinds"]), studies=list(target.get("studies", [])))
+    found = closure(target_artifacts(t)).get(spec["name"])
+    if found is None:
+        raise RuntimeError(f"sweep job {spec['name']}: no such artifact in the graph of {target['label']} seed "
+                           f"{target['seed']} (was the plan made by another version of the code?)")
+    ensure(ctx, [found], checkpoints={found.name: spec["args"].get("checkpoints", [])})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,14 @@
 """Plan a study: configs x seeds x rewind points -> a graph of jobs, one per artifact to make.
 
-Every (config, seed) expands into the artifacts it needs (``phases/graph.py``).
-Artifacts are named by their key, so the same artifact needed by several
-configs (dense A and B for the four sparsities of a width, the permutation,
-IMP rounds) is one job; complete artifacts are dropped. A job depends on the
-jobs that make its parents, so everything independent (e.g. all sparse runs
-of all rewind points) can run at once. IMP targets that share a round chain
-run one after another, smallest target first, so that each trains only the
-rounds the previous one did not.
+Every (config, seed) expands into the artifacts the stage table asks for
+(``phases/stages.py``) and its studies need. Artifacts are named by their key,
+so the same artifact needed by several configs (dense A and B for the four
+sparsities of a width, the permutation, IMP rounds) is one job; complete
+artifacts are dropped. A job depends on the jobs that make its parents
+(``Artifact.parents``, the one list of edges), so everything independent (e.g.
+all sparse runs of all rewind points) can run at once. Jobs of one serial group
+(IMP targets that share a round chain) run one after another, smallest target
+first, so that each trains only the rounds the previous one did not.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from phases import graph
-from phases.dense import epochs_needed_for, saved_epochs
-from phases.imp_step import round_file
+from phases.dense import saved_epochs
+from phases.imp_step import imp_schedule
 from phases.mask_source import mask_owner
-from pruning.imp import PruningStalled, planned_schedule
+from phases.stages import closure, describe, main_artifacts, requested_checkpoints, stage_of
 from utils.artifacts import Artifact
 from utils.config import Config, config_from_dict
+
+PHASE1_TRAINING = ("dense", "imp")  # the kinds whose training the plan's totals count as "dense and IMP"
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Target:
 @dataclass
 class Job:
     name: str  # the artifact it makes, e.g. "dense-1a2b3c4d5e6f"
-    step: str  # dense | imp | perm | pmask | interp | sparse
+    step: str  # the artifact's kind (phases/stages.py), or study-report
     what: str  # for people: "dense A", "sparse k=5 lth"
     target: int  # index of the first target that needs it: its config makes the artifact
     args: dict[str, Any]
@@ -76,119 +79,145 @@ class Plan:
         return sum(j.epochs for j in self.jobs.values())
 
 
-def _count_prunable(cfg: Config, cache: dict[str, int]) -> int:
-    from models import build_model, model_settings  # building models is the slow part of planning: only when needed
+def target_artifacts(target: Target) -> list[Artifact]:
+    """What ``target`` asks for: the main experiment's artifacts at its rewind points, then its studies'."""
+    from phases.studies import get_study
 
-    # The architecture as the artifact keys name it (the registry knows which fields each model reads).
-    key = repr((model_settings(cfg), cfg.dataset, cfg.prune_exclude))
-    if key not in cache:
-        model = build_model(cfg)
-        cache[key] = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
-    return cache[key]
+    cfg = target.cfg
+    arts = main_artifacts(cfg, target.seed, target.rewinds)
+    for name in target.studies:
+        arts += [n.artifact for n in get_study(name).needs(cfg, target.seed)]
+    return arts
 
 
-def imp_schedule(cfg: Config, cache: dict[str, int]) -> list[float]:
-    """The amounts of every IMP round of this config, exactly as IMP will compute them."""
-    p = cfg.pruning
-    try:
-        return [a for a, _ in planned_schedule(_count_prunable(cfg, cache), p.sparsity, p.prune_perc,
-                                               p.tolerance_for(cfg.model_type), p.prune_epochs)]
-    except PruningStalled:
-        return []  # the IMP job itself will stop with the error that explains it
+def _separate_cost(target: Target, cache: dict[str, int]) -> tuple[int, int, int]:
+    """(epochs, of which dense and IMP, jobs) of ``target`` launched on its own with nothing shared."""
+    cfg, seed = target.cfg, target.seed
+    owner = mask_owner(cfg, seed)[0]  # under pruning.mask_from, dense A and IMP are the source config's
+    phase1 = owner.epochs + cfg.b_epochs + len(imp_schedule(owner, cache)) * owner.pruning.train_epochs_per_prune
+    runs = len(graph.sparse_runs(cfg))
+    epochs = phase1 + runs * sum(cfg.total_sparse_epochs - k for k in target.rewinds)
+    memo: dict[str, Any] = {"prunable": cache}
+    for name in target.studies:  # a study's training, planned on its own
+        from phases.studies import get_study
+
+        for art in closure(n.artifact for n in get_study(name).needs(cfg, seed)).values():
+            estimate = stage_of(art).plan_epochs
+            if estimate is not None and art.kind != "dense" and not art.complete:
+                epochs += estimate(art, [], memo)
+    return epochs, phase1, len(graph.run_artifacts(cfg, seed, sorted(target.rewinds)))
 
 
 def build_plan(targets: list[Target]) -> Plan:
-    jobs: dict[str, Job] = {}
-    done: set[str] = set()
-    dense_needs: dict[str, set[int]] = {}
-    chain_targets: dict[str, list[tuple[float, str]]] = {}  # chain -> (sparsity, imp job) to order
-    rounds_to_train: dict[str, set[tuple[float, ...]]] = {}  # chain -> rounds (amount prefixes) to train
+    """One job per artifact to make (or dense checkpoints to add), after the jobs of its parents."""
+    arts: dict[str, Artifact] = {}
+    users: dict[str, list[int]] = {}  # artifact -> targets whose run directories it updates
+    whats: dict[str, str] = {}  # a study's own artifacts, for people: "ensemble: member 2 naive k=1"
+    wanted: dict[str, set[int]] = {}  # dense artifact -> checkpoints (epochs) its consumers read
     cache: dict[str, int] = {}
     separate = separate_phase1 = separate_jobs = 0
-
-    def need(art: Artifact, t: int, step: str, what: str, args: dict[str, Any], deps: list[str],
-             epochs: int = 0) -> str | None:
-        """Register the job that makes ``art`` (once), or None when it is complete."""
-        if art.complete:
-            done.add(art.name)
-            return None
-        job = jobs.get(art.name)
-        if job is None:
-            job = jobs[art.name] = Job(art.name, step, what, t, args, [d for d in deps if d], epochs)
-        if t not in job.consumers:
-            job.consumers.append(t)
-        return art.name
-
     for t, target in enumerate(targets):
-        cfg, seed = target.cfg, target.seed
-        rewinds = set(target.rewinds)
-        runs = graph.sparse_runs(cfg)
-        owner = mask_owner(cfg, seed)[0]  # under pruning.mask_from, dense A and IMP are the source config's
-        imp_amounts = imp_schedule(owner, cache)
-        p = owner.pruning
-        separate_jobs += len(graph.run_artifacts(cfg, seed, sorted(rewinds)))
-        phase1 = owner.epochs + cfg.b_epochs + len(imp_amounts) * p.train_epochs_per_prune
-        separate_phase1 += phase1
-        separate += phase1 + len(runs) * sum(cfg.total_sparse_epochs - k for k in rewinds)
-
-        dense_jobs = {}
-        for role in ("A", "B"):
-            art = graph.dense(cfg, seed, role)
-            epochs_needed = set(epochs_needed_for(cfg, role, rewinds))  # rewind points as epochs, by convention
-            dense_needs.setdefault(art.name, set()).update(epochs_needed)
-            missing = sorted(dense_needs[art.name] - set(saved_epochs(art))) if art.complete else []
-            if art.complete and not missing:
-                done.add(art.name)
-                dense_jobs[role] = None
-                continue
-            job = jobs.get(art.name)
-            if job is None:
-                job = jobs[art.name] = Job(art.name, "dense", f"dense {role}", t, {"role": role}, [])
-            if t not in job.consumers:
-                job.consumers.append(t)
-            job.args["epochs_needed"] = sorted(dense_needs[art.name])
-            total = owner.epochs if role == "A" else cfg.b_epochs
-            job.epochs = max(missing) if art.complete else total
-            job.what = f"dense {role}" + (f" (add checkpoints {missing})" if art.complete else "")
-            dense_jobs[role] = art.name
-
-        imp_art = graph.imp(cfg, seed)
-        imp_job = need(imp_art, t, "imp", f"IMP to {100 * p.sparsity:g}%", {}, [dense_jobs["A"]])
-        if imp_job and imp_job in jobs and jobs[imp_job].target == t:
-            chain = imp_art.parents["chain"]
-            chain_targets.setdefault(chain.name, []).append((p.sparsity, imp_job))
-            todo = rounds_to_train.setdefault(chain.name, set())
-            new = 0
-            for r in range(1, len(imp_amounts) + 1):
-                prefix = tuple(imp_amounts[:r])
-                if prefix not in todo and not chain.path(round_file(r, list(prefix))).exists():
-                    todo.add(prefix)
-                    new += 1
-            jobs[imp_job].epochs = new * p.train_epochs_per_prune
-        perm = need(graph.permutation(cfg, seed), t, "perm", "permutation", {}, [dense_jobs["A"], dense_jobs["B"]])
-        need(graph.interpolation(cfg, seed), t, "interp", "interpolation", {},
-             [dense_jobs["A"], dense_jobs["B"], perm])
-        # Phase 1 always makes pi(M_A) (cheap; its accuracy is a check of pi), so the sweep does too.
-        pmask = need(graph.permuted_mask(cfg, seed), t, "pmask", "permuted mask", {}, [perm, imp_job])
-        for k in sorted(rewinds):
-            for run in runs:
-                role, mask = graph.SOURCES[run]
-                mask_job = pmask if mask == "permuted_mask" else imp_job
-                need(graph.sparse(cfg, seed, k, run), t, "sparse", f"sparse k={k} {run}", {"k": k, "run": run},
-                     [dense_jobs[role], mask_job], epochs=cfg.total_sparse_epochs - k)
-
-    # Studies after every target's main jobs, so a study's need that is also a main job (a dense B of another
-    # seed, a main sparse run) is that job, whichever target asks first.
+        asked = target_artifacts(target)
+        for name, art in closure(asked).items():
+            arts.setdefault(name, art)
+            users.setdefault(name, []).append(t)
+        consumers = asked + [a for s in target.studies for a in _study_consumers(target, s)]
+        for name, epochs in requested_checkpoints(consumers).items():
+            wanted.setdefault(name, set()).update(epochs)
+        cost = _separate_cost(target, cache)
+        separate, separate_phase1, separate_jobs = separate + cost[0], separate_phase1 + cost[1], \
+            separate_jobs + cost[2]
+    jobs, done = _jobs(arts, users, wanted, {"prunable": cache})
+    main = {n for t in targets for n in closure(main_artifacts(t.cfg, t.seed, t.rewinds))}
+    for target in targets:
+        whats.update(_study_whats(target, main | whats.keys()))
+    for name, job in jobs.items():
+        job.what = whats.get(name, job.what)
     for t, target in enumerate(targets):
         for name in target.studies:
-            separate += _plan_study(target, t, name, jobs, need)
-    # IMP targets sharing a chain: smallest first, each after the previous.
-    for entries in chain_targets.values():
+            _plan_report(target, t, name, jobs)
+    return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate,
+                separate_phase1=separate_phase1, separate_jobs=separate_jobs)
+
+
+def _study_whats(target: Target, known: set[str]) -> dict[str, str]:
+    """Names for people of the artifacts that only a study of ``target`` asks for (none of ``known``): the need's
+    own line, or the stage's description, after the study's name."""
+    from phases.studies import get_study
+
+    out: dict[str, str] = {}
+    for study in target.studies:
+        needs = get_study(study).needs(target.cfg, target.seed)
+        lines = {n.artifact.name: n.what for n in needs}
+        for name, art in closure(n.artifact for n in needs).items():
+            if name not in known and name not in out:
+                out[name] = f"{study}: {lines.get(name) or describe(art)}"
+    return out
+
+
+def _study_consumers(target: Target, study: str) -> list[Artifact]:
+    from phases.studies import get_study, study_consumers
+
+    return study_consumers(get_study(study).needs(target.cfg, target.seed))
+
+
+def _jobs(arts: dict[str, Artifact], users: dict[str, list[int]], wanted: dict[str, set[int]],
+          memo: dict[str, Any]) -> tuple[dict[str, Job], set[str]]:
+    """The jobs: every incomplete artifact (but those made by their child's job) and every dense one lacking
+    a checkpoint; each depends on the jobs of its nearest ancestors that are jobs."""
+    jobs: dict[str, Job] = {}
+    done: set[str] = set()
+    for name, art in arts.items():  # parents before children
+        stage = stage_of(art)
+        if stage.made_by_child:
+            continue
+        checkpoints = sorted(wanted.get(name, ())) if stage.keeps_checkpoints else []
+        missing = sorted(set(checkpoints) - set(saved_epochs(art))) if art.complete else []
+        if art.complete and not missing:
+            done.add(name)
+            continue
+        what = describe(art) + (f" (add checkpoints {missing})" if missing else "")
+        args = {"checkpoints": checkpoints} if stage.keeps_checkpoints else {}
+        jobs[name] = Job(name, art.kind, what, users[name][0], args, consumers=list(users[name]))
+    for name, job in jobs.items():
+        job.deps = sorted(_nearest_jobs(arts[name], jobs))
+    _serialise(jobs, arts)
+    for name in sorted(jobs, key=lambda n: _serial_order(arts[n])):
+        estimate = stage_of(arts[name]).plan_epochs
+        missing = sorted(set(jobs[name].args.get("checkpoints", [])) - set(saved_epochs(arts[name])))
+        jobs[name].epochs = estimate(arts[name], missing, memo) if estimate is not None else 0
+    return jobs, done
+
+
+def _nearest_jobs(art: Artifact, jobs: dict[str, Job]) -> set[str]:
+    """The jobs among ``art``'s parents, looking through parents that no job makes and are not complete."""
+    out: set[str] = set()
+    for parent in art.parents.values():
+        if parent.name in jobs:
+            out.add(parent.name)
+        elif not parent.complete:
+            out |= _nearest_jobs(parent, jobs)
+    return out
+
+
+def _serial_order(art: Artifact) -> tuple:
+    serial = stage_of(art).serial
+    return ("",) if serial is None else serial(art)
+
+
+def _serialise(jobs: dict[str, Job], arts: dict[str, Artifact]) -> None:
+    """Jobs of one serial group (IMP targets sharing a round chain) run one after another, in the stage's order,
+    so that each trains only the rounds the previous one did not."""
+    groups: dict[str, list[tuple[Any, str]]] = {}
+    for name in jobs:
+        serial = stage_of(arts[name]).serial
+        if serial is not None:
+            group, order = serial(arts[name])
+            groups.setdefault(group, []).append((order, name))
+    for entries in groups.values():
         ordered = [name for _, name in sorted(entries)]
         for before, after in zip(ordered, ordered[1:], strict=False):
             jobs[after].deps.append(before)
-    return Plan(targets=targets, jobs=_topological(jobs), done=done, separate_epochs=separate,
-                separate_phase1=separate_phase1, separate_jobs=separate_jobs)
 
 
 def report_job_name(target: Target, study: str) -> str:
@@ -199,28 +228,14 @@ def report_job_name(target: Target, study: str) -> str:
     return f"report-{stable_hash([study, target.label, config_hash(target.cfg), target.seed], 12)}"
 
 
-def _plan_study(target: Target, t: int, name: str, jobs: dict[str, Job], need) -> int:
-    """Add the jobs of study ``name`` for ``target``: one per need, then its report; returns the needs' epochs.
-
-    A need is a job like any other (skipped when its artifact is complete, shared
-    when another target or the main plan needs the same artifact); a dense need
-    that is already a job adds its checkpoints to that job's.
-    """
+def _plan_report(target: Target, t: int, name: str, jobs: dict[str, Job]) -> None:
+    """The job writing study ``name``'s report for ``target``, after the jobs of its artifacts (none when its
+    artifacts and report exist)."""
     from phases.context import run_dir_name
     from phases.studies import get_study
 
     cfg, seed = target.cfg, target.seed
-    needs = get_study(name).needs(cfg, seed)
-    planned: list[str] = []
-    for n in needs:
-        deps = [d.name if d.name in jobs else None for d in n.deps]
-        existing = jobs.get(n.artifact.name)
-        if existing is not None and "epochs_needed" in existing.args and "epochs_needed" in n.args:
-            existing.args["epochs_needed"] = sorted({*existing.args["epochs_needed"], *n.args["epochs_needed"]})
-        job = need(n.artifact, t, "study", f"{name}: {n.what}", {"study": name, "step": n.step, **n.args}, deps,
-                   epochs=n.epochs)
-        if job:
-            planned.append(job)
+    planned = sorted(closure(n.artifact for n in get_study(name).needs(cfg, seed)).keys() & jobs.keys())
     report = Path(cfg.save_path) / run_dir_name(target.label, cfg) / f"seed_{seed}" / "studies" / f"{name}.json"
     if planned or not report.exists():
         job_name = report_job_name(target, name)
@@ -228,7 +243,6 @@ def _plan_study(target: Target, t: int, name: str, jobs: dict[str, Job], need) -
         job.deps = sorted(set(job.deps) | set(planned))
         if t not in job.consumers:
             job.consumers.append(t)
-    return sum(n.epochs for n in needs)
 
 
 def _topological(jobs: dict[str, Job]) -> dict[str, Job]:
@@ -262,7 +276,7 @@ def format_plan(plan: Plan) -> str:
     ratio = f" ({plan.separate_epochs / plan.total_epochs:.2f}x)" if plan.total_epochs else ""
     lines.append(f"training epochs: {plan.total_epochs} in this plan; {plan.separate_epochs} when each (config, seed) "
                  f"is launched separately with nothing shared{ratio}")
-    phase1 = sum(j.epochs for j in plan.jobs.values() if j.step in ("dense", "imp"))
+    phase1 = sum(j.epochs for j in plan.jobs.values() if j.step in PHASE1_TRAINING)
     ratio1 = f" ({plan.separate_phase1 / phase1:.2f}x)" if phase1 else ""
     lines.append(f"  of which dense training and IMP: {phase1} here, {plan.separate_phase1} separately{ratio1}; "
                  f"sparse runs: {plan.total_epochs - phase1} here, {plan.separate_epochs - plan.separate_phase1} "

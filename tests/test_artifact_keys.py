@@ -63,7 +63,19 @@ def artifact_names(case: str, seed: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {"run_dir": run_dir_name("label", cfg), **{n: a.name for n, a in arts.items()},
                            "impchain": arts["imp"].parents["chain"].name}
     for study in studies:
-        out[f"study {study}"] = sorted({need.artifact.name for need in get_study(study).needs(cfg, seed)})
+        out[f"study {study}"] = sorted(closure(need.artifact for need in get_study(study).needs(cfg, seed)))
+    return out
+
+
+def closure(arts) -> set[str]:
+    """The names of ``arts`` and all their ancestors."""
+    out: set[str] = set()
+    todo = list(arts)
+    while todo:
+        art = todo.pop()
+        if art.name not in out:
+            out.add(art.name)
+            todo += art.parents.values()
     return out
 
 

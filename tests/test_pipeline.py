@@ -127,14 +127,16 @@ def test_resume_after_a_kill_between_steps_and_refusal_of_other_configs(tmp_path
                                                                          capsys):
     save = tmp_path / "runs"
     cfg = tiny_config(fake_cifar10, save, sparse__random_control=False)
-    import phases.runner as runner
+    import dataclasses
 
-    real = runner.ensure_permutation
+    from phases import stages
 
-    def killed(ctx):
+    real = stages.STAGES["perm"]
+
+    def killed(ctx, art):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "ensure_permutation", killed)
+    monkeypatch.setitem(stages.STAGES, "perm", dataclasses.replace(real, make=killed))
     assert run(tmp_path, cfg, "-pretrain", "True") == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
     done = {p: p.stat().st_mtime_ns for kind in ("dense", "imp") for p in artifacts(save, kind)}
@@ -146,7 +148,7 @@ def test_resume_after_a_kill_between_steps_and_refusal_of_other_configs(tmp_path
     err = capsys.readouterr().err
     assert "phase-1 artifacts missing" in err and "-pretrain True" in err and "perm" in err
 
-    monkeypatch.setattr(runner, "ensure_permutation", real)
+    monkeypatch.setitem(stages.STAGES, "perm", real)
     assert run(tmp_path, cfg, "-pretrain", "True") == 0
     out = capsys.readouterr().out
     assert out.count("reusing") == 3  # dense A, IMP, dense B: nothing retrained

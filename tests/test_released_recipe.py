@@ -22,6 +22,7 @@ import phases.sparse_step as sparse_step
 from data import build_data
 from phases import graph
 from phases.context import RunContext
+from phases.dense import dense_spec
 from phases.keys import sparse_settings
 from phases.match_step import matching_batches
 from tests.test_pipeline import artifacts, dense_dir, load, run, tiny_config
@@ -99,8 +100,7 @@ def schedule_lrs(spec: TrainSpec) -> list[float]:
 
 def test_the_resnet50_schedule_is_the_released_warm_up_and_steps():
     cfg = load_config(REPO / "configs" / "resnet50_imagenet_90.yaml", check_data=False)
-    ctx = RunContext(cfg=cfg, seed=0, device=torch.device("cpu"), label="t", command="")
-    lrs = schedule_lrs(ctx.dense_spec(cfg.epochs, 0, ()))
+    lrs = schedule_lrs(dense_spec(graph.dense(cfg, 0, "A"), 1, ()))
     assert len(lrs) == 90
     # The released recipe's numbers: a 5-epoch ramp to 0.04, then 0.04, 0.004 from epoch 31, 0.0004 from epoch 62.
     for epoch, want in ((1, 0.008), (5, 0.04), (6, 0.04), (30, 0.04), (31, 0.004), (61, 0.004), (62, 0.0004),
@@ -262,7 +262,7 @@ def test_the_other_convention_reuses_the_dense_models_and_adds_only_the_checkpoi
 def test_matching_used_the_augmented_shuffled_batches(released_run, fake_cifar10):
     matched_on = released_run["matched_on"]
     ctx = context(released_run["cfg"])
-    want = list(matching_batches(ctx))
+    want = list(matching_batches(ctx, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment))
     assert len(matched_on) == len(want) == 10
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(matched_on, want, strict=True))
     in_order = list(ctx.data.eval_train_batches(10))
@@ -272,11 +272,11 @@ def test_matching_used_the_augmented_shuffled_batches(released_run, fake_cifar10
 def test_augmented_matching_batches_are_training_batches_from_their_own_seed(fake_cifar10, tmp_path):
     raw = tiny_config(fake_cifar10, tmp_path, matching__num_batches=11)  # 512 / 64 = 8 batches an epoch
     plain = context(raw)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(matching_batches(plain), plain.data.eval_train_batches(11),
-                                                       strict=True))
+    fixed = zip(matching_batches(plain, 11, False), plain.data.eval_train_batches(11), strict=True)
+    assert all(torch.equal(a[0], b[0]) for a, b in fixed)
     raw["matching"]["augment"] = True
     ctx = context(raw)
-    got = list(matching_batches(ctx))
+    got = list(matching_batches(ctx, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment))
     seed = derive_seed(0, "matching")
     want = list(ctx.data.train_batches(0, seed)) + list(ctx.data.train_batches(1, seed))[:3]
     assert len(got) == 11

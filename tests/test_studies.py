@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 from phases import graph
 from phases.context import RunContext
+from phases.stages import STAGES, Stage, register_stage
 from phases.studies import STUDIES, Need, register, run_study, write_report
 from tests.test_pipeline import tiny_config
 from utils.artifacts import Artifact
@@ -17,26 +17,24 @@ from utils.config import config_from_dict
 
 
 class ProbeStudy:
-    """A study with one artifact that rests on pi(M_A) alone: pi, IMP and both dense models are left implicit."""
+    """A study with one artifact of its own kind that rests on pi(M_A) alone: pi, IMP and both dense models are
+    left implicit."""
 
     name = "probe"
 
     def __init__(self) -> None:
-        self.STEPS = {"make": self.make}
         self.seen: dict[str, bool] = {}
 
     def artifact(self, cfg, seed: int) -> Artifact:
-        return Artifact(cfg.save_path, "probe", {"what": "probe"}, {"pmask": graph.permuted_mask(cfg, seed)})
+        return Artifact(cfg.save_path, "probe", {"what": "probe"}, {"pmask": graph.permuted_mask(cfg, seed)},
+                        origin=(cfg, seed))
 
     def needs(self, cfg, seed: int) -> list[Need]:
-        return [Need(self.artifact(cfg, seed), "make", "probe", {}, [graph.permuted_mask(cfg, seed)])]
+        return [Need(self.artifact(cfg, seed), "probe")]
 
-    def make(self, ctx: RunContext, args: dict[str, Any]) -> Artifact:
-        def body(art: Artifact) -> None:
-            self.seen = {n: a.complete for n, a in graph.phase1_artifacts(ctx.cfg, ctx.seed).items()}
-            art.finish({"ok": True})
-
-        return self.artifact(ctx.cfg, ctx.seed).make_once(body, "[probe]")
+    def make(self, ctx: RunContext, art: Artifact) -> None:
+        self.seen = {n: a.complete for n, a in graph.phase1_artifacts(ctx.cfg, ctx.seed).items()}
+        art.finish({"ok": True})
 
     def report(self, ctx: RunContext) -> Path:
         return write_report(ctx, self.name, [{"group": "probe", "ok": 1}], ["group"], "probe\n")
@@ -45,8 +43,10 @@ class ProbeStudy:
 @pytest.fixture
 def probe():
     study = register(ProbeStudy())
+    register_stage(Stage("probe", study.make))
     yield study
     STUDIES.pop(study.name, None)
+    STAGES.pop("probe", None)
 
 
 def test_a_study_on_a_fresh_save_path_makes_the_ancestry_of_its_dependencies_first(tmp_path, fake_cifar10, probe):

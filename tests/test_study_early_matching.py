@@ -117,7 +117,8 @@ def test_each_permuted_run_trains_under_its_own_pi_i_mask(study):
 def test_early_epochs_follow_the_rewind_convention_and_are_validated(study):
     raw = dict(study["raw"], rewind_convention="released")
     cfg = config_from_dict(raw)
-    perms = [n.artifact for n in needs(cfg, 0) if n.step == "perm"]
+    runs = [n.artifact for n in needs(cfg, 0) if n.artifact.settings["run"] == "permuted"]
+    perms = [r.parents["mask"].parents["perm"] for r in runs if r.settings["rewind"] == cfg.rewind_points[0]]
     # under `released`, i is the checkpoint after i + 1 epochs; i = 2 would be B's last (3 epochs): the main pi
     assert [p.settings.get("b_epoch") for p in perms] == [1, 2, None]
     bad = dict(study["raw"], studies={"early_matching": {"epochs": [7]}})

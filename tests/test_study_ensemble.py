@@ -212,9 +212,9 @@ def test_settings_and_their_errors(tmp_path):
     cfg = config_from_dict({**base, "studies": {}}, check_data=False)
     assert cfg.studies.ensemble is None
     # Without the section the study runs with its defaults: 5 members at the first rewind point.
-    assert sum(n.step == "sparse" for n in get_study("ensemble").needs(cfg, 0)) == 3 * 5
+    assert sum(n.artifact.kind == "sparse" for n in get_study("ensemble").needs(cfg, 0)) == 3 * 5
     cfg = config_from_dict({**base, "studies": {"ensemble": {"members": 2, "rewind": 0}}}, check_data=False)
-    assert {n.args["k"] for n in needs(cfg, 0) if n.step == "sparse"} == {0}
+    assert {n.artifact.settings["rewind"] for n in needs(cfg, 0) if n.artifact.kind == "sparse"} == {0}
     for bad, msg in (({"members": 1}, "studies.ensemble.members"), ({"rewind": 5}, "studies.ensemble.rewind"),
                      ({"member": 3}, "did you mean 'studies.ensemble.members'")):
         with pytest.raises(ConfigError, match=re.escape(msg)):

@@ -17,8 +17,8 @@ import torch
 
 from data import build_data
 from models import create
+from phases import graph, stages
 from phases.context import RunContext
-from phases.dense import ensure_dense
 from training.loop import TrainSpec, train
 from training.metrics import MetricsLog, read_metrics
 from utils.config import config_from_dict
@@ -29,6 +29,13 @@ REPO = Path(__file__).resolve().parent.parent
 def context(raw: dict, seed: int = 0) -> RunContext:
     cfg = config_from_dict(raw)
     return RunContext(cfg=cfg, seed=seed, device=torch.device("cpu"), label="test", command="(test)", progress=False)
+
+
+def ensure_dense(ctx: RunContext, role: str):
+    """Dense ``role`` of the context's config, made as phase 1 makes it (every rewind point's checkpoint)."""
+    art = graph.dense(ctx.cfg, ctx.seed, role)
+    stages.ensure(ctx, [art], consumers=stages.main_artifacts(ctx.cfg, ctx.seed))
+    return art
 
 
 def test_resnet20_dense_training_on_cifar_format_data(tmp_path, fake_cifar10):

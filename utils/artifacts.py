@@ -61,8 +61,11 @@ class Artifact:
     """One node of the graph; cheap to construct (no IO), so plans and keys can be computed freely."""
 
     def __init__(self, save_path: str | Path, kind: str, settings: dict[str, Any],
-                 parents: dict[str, Artifact] | None = None):
+                 parents: dict[str, Artifact] | None = None, origin: Any = None):
         self.kind = kind
+        # The (config, run seed) whose graph built this node: where its maker gets its data, model class and
+        # device from (phases/stages.py). Not part of the key: two configs that build the same node share it.
+        self.origin = origin
         self.settings = settings
         self.parents = dict(parents or {})
         self.key = {"kind": kind, "settings": settings, "parents": {n: p.hash for n, p in self.parents.items()}}

@@ -1,12 +1,14 @@
 """The paper's further studies: more artifacts in the same graph, never a second pipeline (DESIGN §6).
 
-A study says which artifacts it needs made (``Need``: the artifact, the step of
-the study that makes it, and the artifacts that must be complete first), and
-how to report on them once they are. ``experiment.py --study NAME`` makes the
-needs in order, in this process; ``python -m sweep ... --study NAME`` plans one
-job per need (``sweep/plan.py``) and one report job after them. Both skip a
-need whose artifact is complete, so a study reuses every artifact the main
-experiment (or another study) already made.
+A study says which artifacts it needs made (``Need``: an artifact of the graph,
+built by ``phases/graph.py``'s functions or the study's own, and a line for
+people), and how to report on them once they are. Its artifacts are made by the
+stage table (``phases/stages.py``) like any other, their ancestry first: a
+study adds targets, and a study with a kind of its own registers its stage.
+``experiment.py --study NAME`` makes them in this process; ``python -m sweep
+... --study NAME`` plans one job per artifact (``sweep/plan.py``) and one
+report job after them. Both skip a complete artifact, so a study reuses every
+artifact the main experiment (or another study) already made.
 
 Each study is a module ``phases/studies/<name>.py`` that calls ``register`` at
 import, under the module's name; its settings are the config section ``studies.<name>``. Its report goes
@@ -21,7 +23,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,22 +36,17 @@ from utils.errors import UserError
 
 @dataclass
 class Need:
-    """One artifact a study needs made."""
+    """One artifact a study needs made (its parents, main-experiment ones too, are made first)."""
 
     artifact: Artifact  # from phases.graph or the study's own graph functions
-    step: str  # a key of the study's STEPS
     what: str  # for people, e.g. "ensemble member 2 naive"
-    args: dict[str, Any]  # JSON-able, passed to the step function
-    deps: list[Artifact] = field(default_factory=list)  # complete first (phase-1 ones too, e.g. dense A)
-    epochs: int = 0  # training epochs (for the sweep's plan)
 
 
 class Study(Protocol):
     name: str
-    STEPS: dict[str, Callable[[RunContext, dict[str, Any]], Artifact]]  # step -> ensure function (make_once)
 
     def needs(self, cfg: Config, seed: int) -> list[Need]:
-        """Every artifact of the study for (cfg, seed), dependencies first."""
+        """Every artifact of the study for (cfg, seed)."""
         ...
 
     def report(self, ctx: RunContext) -> Path:
@@ -65,7 +62,6 @@ class ModuleStudy:
     """A study made of a module's functions: what each study module registers."""
 
     name: str
-    STEPS: dict[str, Callable[[RunContext, dict[str, Any]], Artifact]]
     needs_of: Callable[[Config, int], list[Need]]
     report_of: Callable[[RunContext], Path]
 
@@ -153,113 +149,34 @@ def require_complete(ctx: RunContext, name: str, dirs: list[Path]) -> None:
         raise UserError(f"study {name}: {len(dirs)} artifact(s) not made yet (e.g. {dirs[0]}); run: {rerun}")
 
 
-def for_seed(ctx: RunContext, seed: int) -> RunContext:
-    """The same run with another run seed (the data, loaded once, is shared: it does not depend on the seed).
+def study_consumers(needs: list[Need]) -> list[Artifact]:
+    """The needs, and the main experiment of every (config, run seed) their graph comes from: a dense model a
+    study trains keeps every checkpoint its own main experiment reads (an ensemble member seed's runs)."""
+    from phases.stages import closure, main_artifacts
 
-    What the context derived from its seed (the mask owner's context) is derived again, not copied.
-    """
-    sub = replace(ctx, seed=seed, _owner=None)
-    sub._data = ctx._data
-    return sub
-
-
-def main_makers(ctx: RunContext, rewinds: list[int]) -> dict[str, Callable[[], Artifact]]:
-    """artifact name -> the main experiment's function that makes it, for this run seed."""
-    from phases import graph
-    from phases.dense import ensure_dense
-    from phases.imp_step import ensure_imp
-    from phases.match_step import ensure_interpolation, ensure_permutation, ensure_permuted_mask
-    from phases.sparse_step import ensure_sparse
-
-    cfg, seed = ctx.cfg, ctx.seed
-    makers: dict[str, Callable[[], Artifact]] = {
-        graph.dense(cfg, seed, "A").name: lambda: ensure_dense(ctx, "A"),
-        graph.dense(cfg, seed, "B").name: lambda: ensure_dense(ctx, "B"),
-        graph.imp(cfg, seed).name: lambda: ensure_imp(ctx),
-        graph.permutation(cfg, seed).name: lambda: ensure_permutation(ctx),
-        graph.permuted_mask(cfg, seed).name: lambda: ensure_permuted_mask(ctx),
-        graph.interpolation(cfg, seed).name: lambda: ensure_interpolation(ctx),
-    }
-    for k in rewinds:
-        for run in graph.SOURCES:
-            makers[graph.sparse(cfg, seed, k, run).name] = lambda k=k, run=run: ensure_sparse(ctx, k, run)
-    return makers
-
-
-def run_need(ctx: RunContext, study: str, step: str, args: dict[str, Any]) -> Artifact:
-    """One need, by its study and step (what a sweep job runs), after the main artifacts it depends on.
-
-    The sweep plans a need after the jobs of its dependencies; a main artifact it
-    did not plan (a sparse run at a rewind point the sweep left out) is made here.
-    """
-    s = get_study(study)
-    if step not in s.STEPS:
-        raise ValueError(f"study {study!r} has no step {step!r}")
-    needs = s.needs(ctx.cfg, ctx.seed)
-    for need in needs:
-        if need.step == step and need.args == args:
-            ensure_main_deps(ctx, study, need, needs)
-    return s.STEPS[step](ctx, args)
-
-
-def ensure_main_deps(ctx: RunContext, study: str, need: Need, needs: list[Need]) -> None:
-    """Make the incomplete dependencies of ``need`` that no need of the study makes: main-experiment artifacts."""
-    from phases.results import write_run_dir
-
-    made = {n.artifact.name for n in needs}
-    missing = incomplete_ancestry(need.deps, skip=made)
-    if not missing:
-        return
-    ks = {n.args["k"] for n in needs if isinstance(n.args.get("k"), int)}  # a study's own rewind points
-    makers = main_makers(ctx, sorted({*ctx.cfg.rewind_points, *ks}))
-    direct = {d.name for d in need.deps}
-    for dep in missing:
-        if dep.name not in makers and dep.name not in direct:
-            continue  # an ancestor its child's maker makes (the IMP round chain: ensure_imp)
-        if dep.name not in makers:
-            raise RuntimeError(f"study {study}: {need.what} depends on {dep.dir}, which nothing makes")
-        makers[dep.name]()
-        write_run_dir(ctx)
-
-
-def incomplete_ancestry(deps: list[Artifact], skip: set[str]) -> list[Artifact]:
-    """The incomplete artifacts among ``deps`` and their ancestors, parents before children.
-
-    The main experiment's ``ensure_*`` functions make one artifact from complete
-    parents (pi(M_A) does not make pi), so a study depending on pi(M_A) alone
-    needs pi made first. Artifacts named in ``skip`` (the study's own needs) are
-    left to the study, and their ancestry with them.
-    """
-    out: dict[str, Artifact] = {}
-
-    def visit(art: Artifact) -> None:
-        if art.name in out or art.name in skip or art.complete:
-            return
-        for parent in art.parents.values():
-            visit(parent)
-        out[art.name] = art
-
-    for dep in deps:
-        visit(dep)
-    return list(out.values())
+    origins = {}
+    for art in closure(n.artifact for n in needs).values():
+        if art.origin is not None:
+            origins.setdefault((id(art.origin[0]), art.origin[1]), art.origin)
+    return [n.artifact for n in needs] + [a for cfg, seed in origins.values() for a in main_artifacts(cfg, seed)]
 
 
 def run_study(ctx: RunContext, name: str) -> Path:
-    """Make every need of study ``name`` for this (config, seed) that is not complete, then report on it.
+    """Make every artifact study ``name`` needs for this (config, seed), with its missing ancestry, then report.
 
-    A dependency that no need makes is a main-experiment artifact: it is made
-    first, as ``-pretrain True`` (or phase 2, for a sparse run) would.
+    An ancestor no need names is a main-experiment artifact: it is made first,
+    as ``-pretrain True`` (or phase 2, for a sparse run) would.
     """
     from phases.results import write_run_dir
+    from phases.stages import ensure
 
-    study = get_study(name)
-    needs = study.needs(ctx.cfg, ctx.seed)
+    needs = get_study(name).needs(ctx.cfg, ctx.seed)
+    consumers = study_consumers(needs)
     for need in needs:
-        ensure_main_deps(ctx, name, need, needs)
         if not need.artifact.complete:
             print(f"[study {name}] {need.what}", flush=True)
-        study.STEPS[need.step](ctx, need.args)
-    write_run_dir(ctx)
+        ensure(ctx, [need.artifact], consumers=consumers)
+        write_run_dir(ctx)
     return report_study(ctx, name)
 
 

@@ -23,11 +23,7 @@ import torch
 
 from phases import graph
 from phases.context import RunContext
-from phases.dense import ensure_checkpoint, ensure_dense, epochs_needed_for
-from phases.imp_step import ensure_imp
-from phases.keys import as_key, sparse_settings
-from phases.match_step import PERMUTATION, ensure_permutation, ensure_permuted_mask
-from phases.sparse_step import ensure_sparse, make_sparse
+from phases.match_step import PERMUTATION
 from phases.studies import ModuleStudy, Need, aligned_table, register, require_complete, study_settings, write_report
 from utils.artifacts import Artifact
 from utils.config import Config, EarlyMatchingStudyConfig
@@ -59,8 +55,7 @@ def main_key(cfg: Config, b_epoch: int) -> int | None:
 
 def permuted_run(cfg: Config, seed: int, k: int, b_epoch: int | None) -> Artifact:
     """``permuted`` at k under pi_i(M_A); for B's last epoch (None): ``graph.sparse(cfg, seed, k, "permuted")``."""
-    return Artifact(cfg.save_path, "sparse", as_key(sparse_settings(cfg, k, "permuted")),
-                    {"weights": graph.dense(cfg, seed, "B"), "mask": graph.permuted_mask(cfg, seed, b_epoch)})
+    return graph.sparse(cfg, seed, k, "permuted", b_epoch=b_epoch)
 
 
 def rows_artifacts(cfg: Config, seed: int) -> list[tuple[str, int | None, int, Artifact]]:
@@ -75,75 +70,13 @@ def rows_artifacts(cfg: Config, seed: int) -> list[tuple[str, int | None, int, A
     return out
 
 
-def _imp_epochs(cfg: Config) -> int:
-    from phases.studies.ensemble import _imp_epochs as imp_epochs
-
-    return imp_epochs(cfg)
-
-
 def needs(cfg: Config, seed: int) -> list[Need]:
-    rewinds = list(cfg.rewind_points)
-    dense = {role: graph.dense(cfg, seed, role) for role in ("A", "B")}
-    b_needed = sorted({*epochs_needed_for(cfg, "B", rewinds), *(b for b in b_epochs_of(cfg) if b < cfg.b_epochs)})
-    a_needed = list(epochs_needed_for(cfg, "A", rewinds))
-    out = [Need(dense["A"], "dense", "dense A", {"role": "A", "epochs_needed": a_needed}, [], cfg.epochs),
-           Need(dense["B"], "dense", f"dense B (checkpoints {b_needed})", {"role": "B", "epochs_needed": b_needed},
-                [], cfg.b_epochs)]
-    imp = graph.imp(cfg, seed)
-    out.append(Need(imp, "imp", "IMP of A", {}, [dense["A"]], _imp_epochs(cfg)))
-    for run in FIXED:
-        for k in rewinds:
-            art = graph.sparse(cfg, seed, k, run)
-            out.append(Need(art, "sparse", f"{run} k={k}", {"k": k, "run": run, "b_epoch": None},
-                            [art.parents["weights"], art.parents["mask"]], cfg.total_sparse_epochs - k))
+    out = [Need(graph.sparse(cfg, seed, k, run), f"{run} k={k}") for run in FIXED for k in cfg.rewind_points]
     for b in b_epochs_of(cfg):
-        key = main_key(cfg, b)
-        perm, pmask = graph.permutation(cfg, seed, key), graph.permuted_mask(cfg, seed, key)
         label = f"i={i_of(cfg, b)} (B after {b} epochs)"
-        out.append(Need(perm, "perm", f"pi_i, {label}", {"b_epoch": key, "b_needed": b_needed},
-                        [dense["A"], dense["B"]]))
-        out.append(Need(pmask, "pmask", f"pi_i(M_A), {label}", {"b_epoch": key}, [perm, imp]))
-        for k in rewinds:
-            out.append(Need(permuted_run(cfg, seed, k, key), "sparse", f"permuted k={k}, {label}",
-                            {"k": k, "run": "permuted", "b_epoch": key}, [dense["B"], pmask],
-                            cfg.total_sparse_epochs - k))
+        out += [Need(permuted_run(cfg, seed, k, main_key(cfg, b)), f"permuted k={k}, {label}")
+                for k in cfg.rewind_points]
     return out
-
-
-# ------------------------------------------------------------------ steps
-
-
-def step_dense(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_dense(ctx, args["role"], tuple(args["epochs_needed"]))
-
-
-def step_imp(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_imp(ctx)
-
-
-def step_perm(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    if not graph.permutation(ctx.cfg, ctx.seed, args["b_epoch"]).complete:
-        # every early checkpoint at once: one re-training of B up to the latest, not one per i
-        ensure_dense(ctx, "B", tuple(args["b_needed"]))
-    return ensure_permutation(ctx, args["b_epoch"])
-
-
-def step_pmask(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_permuted_mask(ctx, args["b_epoch"])
-
-
-def step_sparse(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    k, run, b_epoch = args["k"], args["run"], args["b_epoch"]
-    if b_epoch is None:  # a main-experiment run
-        return ensure_sparse(ctx, k, run)
-    art = permuted_run(ctx.cfg, ctx.seed, k, b_epoch)
-    if not art.complete:
-        ensure_checkpoint(ctx, "B", ctx.cfg.checkpoint_epoch(k))
-    # make_sparse takes the mask from the artifact's parent: pi_i(M_A)
-    return art.make_once(lambda a: make_sparse(ctx, a, k, run), f"[early matching k={k} permuted B@{b_epoch}]")
-
-
-STEPS = {"dense": step_dense, "imp": step_imp, "perm": step_perm, "pmask": step_pmask, "sparse": step_sparse}
 
 
 # ------------------------------------------------------------------ report
@@ -197,4 +130,4 @@ def report(ctx: RunContext) -> Path:
                         table_text(header, rows, list(cfg.rewind_points), i_of(cfg, cfg.b_epochs)), extra)
 
 
-register(ModuleStudy(NAME, STEPS, needs, report))
+register(ModuleStudy(NAME, needs, report))

@@ -20,7 +20,6 @@ finished models; nothing is retrained for them.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,10 @@ import torch
 from analysis.diversity import ensemble_metrics
 from phases import graph
 from phases.context import RunContext
-from phases.dense import ensure_checkpoint, ensure_dense, epochs_needed_for
-from phases.imp_step import ensure_imp
-from phases.keys import PermutedMaskSettings, as_key, match_settings, sparse_settings
-from phases.match_step import make_permutation, make_permuted_mask
-from phases.sparse_step import make_sparse
 from phases.studies import (
     ModuleStudy,
     Need,
     aligned_table,
-    for_seed,
     register,
     require_complete,
     study_settings,
@@ -74,25 +67,17 @@ def member_seed(seed: int, i: int) -> int:
 
 def member_permutation(cfg: Config, seed: int, i: int) -> Artifact:
     """pi_i: A (of seed s) matched to B_i; for i = 0 the main permutation."""
-    return Artifact(cfg.save_path, "perm", as_key(match_settings(cfg)),
-                    {"dense_a": graph.dense(cfg, seed, "A"), "dense_b": graph.dense(cfg, member_seed(seed, i), "B")})
+    return graph.permutation(cfg, seed, b_seed=member_seed(seed, i) if i else None)
 
 
 def member_permuted_mask(cfg: Config, seed: int, i: int) -> Artifact:
     """pi_i(M1); for i = 0 the main permuted mask."""
-    return Artifact(cfg.save_path, "pmask", as_key(PermutedMaskSettings()),
-                    {"perm": member_permutation(cfg, seed, i), "imp": graph.imp(cfg, seed)})
+    return graph.permuted_mask(cfg, seed, b_seed=member_seed(seed, i) if i else None)
 
 
 def member_sparse(cfg: Config, seed: int, i: int, run: str, k: int) -> Artifact:
-    """Member i's ``run`` at k; for i = 0 exactly ``graph.sparse(cfg, seed, k, run)``."""
-    role, mask = graph.SOURCES[run]
-    own = sparse_settings(cfg, k, run)
-    if i:
-        own = dataclasses.replace(own, data_order=i)
-    weights = graph.dense(cfg, seed if role == "A" else member_seed(seed, i), role)
-    mask_art = member_permuted_mask(cfg, seed, i) if mask == "permuted_mask" else graph.imp(cfg, seed)
-    return Artifact(cfg.save_path, "sparse", as_key(own), {"weights": weights, "mask": mask_art})
+    """Member i's ``run`` at k: B and pi of run seed s + i, data order i; for i = 0 the main run."""
+    return graph.sparse(cfg, seed, k, run, b_seed=member_seed(seed, i) if i else None, data_order=i)
 
 
 def members(cfg: Config, seed: int) -> dict[str, list[tuple[Artifact, str]]]:
@@ -107,21 +92,6 @@ def members(cfg: Config, seed: int) -> dict[str, list[tuple[Artifact, str]]]:
     return {group: out[group] for group in GROUPS}  # the paper's row order
 
 
-def _imp_epochs(cfg: Config) -> int:
-    """Fine-tuning epochs of one IMP to the target (for the sweep's plan)."""
-    from models import build_model
-    from pruning.imp import PruningStalled, planned_counts
-
-    p = cfg.pruning
-    model = build_model(cfg)
-    total = sum(model.get_parameter(n).numel() for n in model.prunable_parameters())
-    try:
-        rounds = len(planned_counts(total, p.sparsity, p.prune_perc, p.tolerance_for(cfg.model_type), p.prune_epochs))
-    except PruningStalled:
-        rounds = 0  # the IMP step itself stops with the error that explains it
-    return rounds * p.train_epochs_per_prune
-
-
 def needs(cfg: Config, seed: int) -> list[Need]:
     s, k = settings(cfg), rewind(cfg)
     transfer = getattr(cfg.pruning, "mask_from", None)
@@ -129,64 +99,16 @@ def needs(cfg: Config, seed: int) -> list[Need]:
         # Every member seed would map to the one source seed: the IMP and dense rows would be one model M times.
         raise ConfigError("studies.ensemble: pruning.mask_from.seed fixes one source seed, so every member would "
                           "share one IMP solution; leave it null (each member seed takes its own source seed)")
-    points = sorted({*cfg.rewind_points, k})  # a member seed's dense models keep what its own main run needs
-    imp_epochs = _imp_epochs(cfg)
     out: list[Need] = []
     for i in range(s.members):
         sd = member_seed(seed, i)
-        dense = {role: graph.dense(cfg, sd, role) for role in ("A", "B")}
-        for role, epochs in (("A", cfg.epochs), ("B", cfg.b_epochs)):
-            out.append(Need(dense[role], "dense", f"member {i} dense {role} (seed {sd})",
-                            {"member_seed": sd, "role": role,
-                             "epochs_needed": list(epochs_needed_for(cfg, role, points))}, [], epochs))
-        out.append(Need(graph.imp(cfg, sd), "imp", f"member {i} IMP (seed {sd})", {"member_seed": sd},
-                        [dense["A"]], imp_epochs))
-        perm = member_permutation(cfg, seed, i)
-        out.append(Need(perm, "perm", f"member {i} pi_{i}", {"member": i}, [graph.dense(cfg, seed, "A"), dense["B"]]))
-        out.append(Need(member_permuted_mask(cfg, seed, i), "pmask", f"member {i} pi_{i}(M1)", {"member": i},
-                        [perm, graph.imp(cfg, seed)]))
-        for run in RUNS:
-            art = member_sparse(cfg, seed, i, run, k)
-            out.append(Need(art, "sparse", f"member {i} {run} k={k}", {"member": i, "run": run, "k": k},
-                            [art.parents["weights"], art.parents["mask"]], cfg.total_sparse_epochs - k))
+        out += [Need(graph.dense(cfg, sd, "A"), f"member {i} dense A (seed {sd})"),
+                Need(graph.dense(cfg, sd, "B"), f"member {i} dense B (seed {sd})"),
+                Need(graph.imp(cfg, sd), f"member {i} IMP (seed {sd})"),
+                Need(member_permutation(cfg, seed, i), f"member {i} pi_{i}"),
+                Need(member_permuted_mask(cfg, seed, i), f"member {i} pi_{i}(M1)")]
+        out += [Need(member_sparse(cfg, seed, i, run, k), f"member {i} {run} k={k}") for run in RUNS]
     return out
-
-
-# ------------------------------------------------------------------ steps
-
-
-def step_dense(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_dense(for_seed(ctx, args["member_seed"]), args["role"], tuple(args["epochs_needed"]))
-
-
-def step_imp(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_imp(for_seed(ctx, args["member_seed"]))
-
-
-def step_perm(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    i = args["member"]
-    return member_permutation(ctx.cfg, ctx.seed, i).make_once(lambda a: make_permutation(ctx, a),
-                                                              f"[ensemble member {i} match]")
-
-
-def step_pmask(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    i = args["member"]
-    return member_permuted_mask(ctx.cfg, ctx.seed, i).make_once(lambda a: make_permuted_mask(ctx, a),
-                                                                f"[ensemble member {i} pmask]")
-
-
-def step_sparse(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    i, run, k = args["member"], args["run"], args["k"]
-    art = member_sparse(ctx.cfg, ctx.seed, i, run, k)
-    if not art.complete:  # the weights' dense model gets k's checkpoint if it lacks it
-        role = graph.SOURCES[run][0]
-        owner = ctx.seed if role == "A" else member_seed(ctx.seed, i)
-        ensure_checkpoint(for_seed(ctx, owner), role, ctx.cfg.checkpoint_epoch(k))
-    # make_sparse takes weights and mask from the artifact's parents, the data order from its settings.
-    return art.make_once(lambda a: make_sparse(ctx, a, k, run), f"[ensemble member {i} {run} k={k}]")
-
-
-STEPS = {"dense": step_dense, "imp": step_imp, "perm": step_perm, "pmask": step_pmask, "sparse": step_sparse}
 
 
 # ------------------------------------------------------------------ report
@@ -252,4 +174,4 @@ def report(ctx: RunContext) -> Path:
     return write_report(ctx, NAME, rows, ["group", "mask"], table_text(header, rows, s.members), extra)
 
 
-register(ModuleStudy(NAME, STEPS, needs, report))
+register(ModuleStudy(NAME, needs, report))

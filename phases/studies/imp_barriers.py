@@ -26,9 +26,9 @@ from analysis.plot import write_plot
 from matching import error_barrier, interpolation_curve, loss_barrier
 from phases import graph
 from phases.context import RunContext
-from phases.dense import ensure_dense, epochs_needed_for
-from phases.imp_step import MASK_PREFIX, ensure_imp, round_file
+from phases.imp_step import MASK_PREFIX, round_file
 from phases.keys import as_key
+from phases.stages import Stage, register_stage
 from phases.studies import (
     ModuleStudy,
     Need,
@@ -64,32 +64,15 @@ def alphas(cfg: Config) -> list[float]:
 
 def barriers(cfg: Config, seed: int, repair: bool) -> Artifact:
     own = ImpBarrierSettings(alphas=tuple(alphas(cfg)), batches=cfg.matching.interpolation_batches, repair=repair)
-    return Artifact(cfg.save_path, "impbarrier", as_key(own), {"imp": graph.imp(cfg, seed)})
+    return Artifact(cfg.save_path, "impbarrier", as_key(own), {"imp": graph.imp(cfg, seed)}, origin=(cfg, seed))
 
 
 def needs(cfg: Config, seed: int) -> list[Need]:
-    from phases.studies.ensemble import _imp_epochs
-
-    dense_a, imp = graph.dense(cfg, seed, "A"), graph.imp(cfg, seed)
-    out = [Need(dense_a, "dense", "dense A", {"epochs_needed": list(epochs_needed_for(cfg, "A", cfg.rewind_points))},
-                [], cfg.epochs),
-           Need(imp, "imp", "IMP of A", {}, [dense_a], _imp_epochs(cfg))]
-    for repair in settings(cfg).repair:
-        out.append(Need(barriers(cfg, seed, repair), "barriers",
-                        f"barriers dense A -> every IMP round{' (REPAIR)' if repair else ''}", {"repair": repair},
-                        [imp]))
-    return out
+    return [Need(barriers(cfg, seed, repair), f"barriers dense A -> every IMP round{' (REPAIR)' if repair else ''}")
+            for repair in settings(cfg).repair]
 
 
-# ------------------------------------------------------------------ steps
-
-
-def step_dense(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_dense(ctx, "A", tuple(args["epochs_needed"]))
-
-
-def step_imp(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    return ensure_imp(ctx)
+# ------------------------------------------------------------------ the study's stage
 
 
 def round_states(imp_art: Artifact, device: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -129,13 +112,9 @@ def make_barriers(ctx: RunContext, art: Artifact) -> None:
     art.finish({"repair": repair, "rounds": rounds})
 
 
-def step_barriers(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    repair = bool(args["repair"])
-    return barriers(ctx.cfg, ctx.seed, repair).make_once(lambda a: make_barriers(ctx, a),
-                                                         f"[imp barriers{' REPAIR' if repair else ''}]")
-
-
-STEPS = {"dense": step_dense, "imp": step_imp, "barriers": step_barriers}
+register_stage(Stage("impbarrier", make_barriers,
+                     label=lambda a: f"[imp barriers{' REPAIR' if a.settings['repair'] else ''}]",
+                     what=lambda a: f"IMP barriers{' (REPAIR)' if a.settings['repair'] else ''}"))
 
 
 # ------------------------------------------------------------------ report
@@ -171,4 +150,4 @@ def report(ctx: RunContext) -> Path:
     return write_report(ctx, NAME, rows, ["round", "repair"], table_text(header, rows, repairs), extra)
 
 
-register(ModuleStudy(NAME, STEPS, needs, report))
+register(ModuleStudy(NAME, needs, report))

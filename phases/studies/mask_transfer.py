@@ -17,19 +17,13 @@ without a ``studies.mask_transfer`` section.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from phases import graph
 from phases.context import RunContext
-from phases.dense import ensure_dense, epochs_needed_for
-from phases.imp_step import ensure_imp
 from phases.mask_source import source_config
-from phases.match_step import ensure_permutation, ensure_permuted_mask
-from phases.sparse_step import ensure_sparse
 from phases.studies import ModuleStudy, Need, register, write_report
-from utils.artifacts import Artifact
 from utils.config import Config, ConfigError
 
 NAME = "mask_transfer"
@@ -50,63 +44,13 @@ def own_config(cfg: Config) -> Config:
     return own
 
 
-def own_context(ctx: RunContext) -> RunContext:
-    own = dataclasses.replace(ctx, cfg=own_config(ctx.cfg), _owner=None)
-    own._data = ctx._data  # the same dataset: load it once
-    return own
-
-
 def needs(cfg: Config, seed: int) -> list[Need]:
     own = own_config(cfg)
-    dense_b = graph.dense(cfg, seed, "B")
-    own_a, own_imp = graph.dense(own, seed, "A"), graph.imp(own, seed)
-    own_perm, own_pmask = graph.permutation(own, seed), graph.permuted_mask(own, seed)
-    p = own.pruning
-    src_a, src_imp = graph.dense(cfg, seed, "A"), graph.imp(cfg, seed)
-    perm, pmask = graph.permutation(cfg, seed), graph.permuted_mask(cfg, seed)
-    out = [
-        Need(own_a, "own", "own mask: dense A", {"make": "dense", "epochs_needed": list(
-            epochs_needed_for(own, "A", own.rewind_points))}, [], own.epochs),
-        Need(own_imp, "own", f"own mask: IMP to {100 * p.sparsity:g}%", {"make": "imp"}, [own_a]),
-        Need(own_perm, "own", "own mask: permutation", {"make": "perm"}, [own_a, dense_b]),
-        Need(own_pmask, "own", "own mask: permuted mask", {"make": "pmask"}, [own_perm, own_imp]),
-        # The main experiment's pi (source A to this B) and pi(M_src), made here when the study runs first.
-        Need(perm, "transferred", "transferred mask: permutation", {"make": "perm"}, [src_a, dense_b]),
-        Need(pmask, "transferred", "transferred mask: permuted mask", {"make": "pmask"}, [perm, src_imp]),
-    ]
+    out = []
     for k in cfg.rewind_points:
         for group, c in (("transferred", cfg), ("own", own)):
-            for run in RUNS:
-                role, mask = graph.SOURCES[run]
-                deps = [graph.dense(c, seed, role), graph.mask_source(c, seed, run)]
-                out.append(Need(graph.sparse(c, seed, k, run), group, f"{group} mask: sparse k={k} {run}",
-                                {"make": "sparse", "k": k, "run": run}, deps, c.total_sparse_epochs - k))
+            out += [Need(graph.sparse(c, seed, k, run), f"{group} mask: sparse k={k} {run}") for run in RUNS]
     return out
-
-
-def make_own(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    own = own_context(ctx)
-    what = args["make"]
-    if what == "dense":
-        return ensure_dense(own, "A", tuple(args["epochs_needed"]))
-    if what == "imp":
-        return ensure_imp(own)
-    if what == "perm":
-        return ensure_permutation(own)
-    if what == "pmask":
-        return ensure_permuted_mask(own)
-    return ensure_sparse(own, args["k"], args["run"])
-
-
-def make_transferred(ctx: RunContext, args: dict[str, Any]) -> Artifact:
-    if args["make"] == "perm":
-        return ensure_permutation(ctx)
-    if args["make"] == "pmask":
-        return ensure_permuted_mask(ctx)
-    return ensure_sparse(ctx, args["k"], args["run"])
-
-
-STEPS = {"own": make_own, "transferred": make_transferred}
 
 
 def report(ctx: RunContext) -> Path:
@@ -146,4 +90,4 @@ def table_text(header: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-register(ModuleStudy(NAME, STEPS, needs, report))
+register(ModuleStudy(NAME, needs, report))
