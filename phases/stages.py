@@ -215,15 +215,15 @@ def _early_b(art: Artifact) -> dict[str, tuple[int, ...]]:
     return {} if b_epoch is None else {"dense_b": (b_epoch,)}
 
 
+# In table order the targets are walked: IMP (with its parent dense A) before dense B, the order phase 1 always had.
 for _stage in (
-    # Dense B is pi's parent: the walk makes it after IMP (A, IMP, B, pi, ...), the order phase 1 always had.
-    Stage("dense", make_dense, lambda cfg, seed, r: [graph.dense(cfg, seed, "A")],
-          label=lambda a: f"[dense {a.settings['role']}]", keeps_checkpoints=True, complete=add_checkpoints,
-          plan_epochs=_dense_epochs),
     Stage("impchain", _made_by_child, checkpoints=_rewind_epoch, made_by_child=True),
     Stage("imp", make_imp, lambda cfg, seed, r: [graph.imp(cfg, seed)], plan_epochs=imp_epochs_to_train,
           label=lambda a: "[imp]", what=lambda a: f"IMP to {100 * a.settings['sparsity']:g}%",
           serial=lambda a: (a.parents["chain"].name, a.settings["sparsity"])),  # shared rounds: smallest first
+    Stage("dense", make_dense, lambda cfg, seed, r: [graph.dense(cfg, seed, "A"), graph.dense(cfg, seed, "B")],
+          label=lambda a: f"[dense {a.settings['role']}]", keeps_checkpoints=True, complete=add_checkpoints,
+          plan_epochs=_dense_epochs),
     Stage("perm", make_permutation, lambda cfg, seed, r: [graph.permutation(cfg, seed)], label=_perm_label,
           checkpoints=_early_b, what=lambda a: _perm_label(a)[1:-1].replace("match", "permutation")),
     Stage("pmask", make_permuted_mask, lambda cfg, seed, r: [graph.permuted_mask(cfg, seed)],
