@@ -124,16 +124,3 @@ def _weight_shapes(settings: str, dataset: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = build_model(probe)
     return {n: tuple(model.get_parameter(n).shape) for n in model.prunable_parameters()}
-
-
-def transfer_summary(cfg: Config, seed: int) -> dict[str, object] | None:
-    """What ``results.json`` records of a mask transfer: the source config, its seed, dataset and hash."""
-    from phases.keys import config_hash
-
-    src = source_config(cfg)
-    if src is None:
-        return None
-    owner_seed = mask_owner(cfg, seed)[1]
-    return {"config": cfg.pruning.mask_from.config, "seed": owner_seed, "dataset": src.dataset,
-            "config_hash": config_hash(src)}
-

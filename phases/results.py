@@ -9,16 +9,25 @@ from typing import Any
 from phases import graph
 from phases.context import RunContext
 from phases.keys import config_hash
-from phases.mask_source import transfer_summary
+from phases.mask_source import mask_owner, source_config
 from training.metrics import read_metrics
 from utils import artifacts, distributed
 from utils.artifacts import Artifact
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.config import dump_config
+from utils.config import Config, dump_config
 from utils.locks import exclusive
 from utils.provenance import now, provenance, summary
 
 RESULTS_LOCK = ".results.lock"
+
+
+def transfer_summary(cfg: Config, seed: int) -> dict[str, object] | None:
+    """What ``results.json`` records of a mask transfer: the source config, its seed, dataset and hash."""
+    src = source_config(cfg)
+    if src is None:
+        return None
+    return {"config": cfg.pruning.mask_from.config, "seed": mask_owner(cfg, seed)[1], "dataset": src.dataset,
+            "config_hash": config_hash(src)}
 
 
 def collect_results(ctx: RunContext) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tracking.tracker import RunInfo, markdown_table, results_tables, scalars
+from tracking.records import RunInfo, markdown_table, results_tables, scalars
 
 CURVE_KEYS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss")
 

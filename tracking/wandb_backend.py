@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from tracking.tracker import RunInfo, flat_numbers, results_tables, scalars
+from tracking.records import RunInfo, flat_numbers, results_tables, scalars
 from utils.artifacts import TRACKING_STATE
 from utils.atomic import atomic_write_json
 
