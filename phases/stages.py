@@ -65,6 +65,7 @@ class Stage:
     made_by_child: bool = False  # the IMP round chain: extended by each IMP target's maker, never made alone
     plan_epochs: Callable[[Artifact, list[int], dict[str, Any]], int] | None = None  # training epochs (the plan)
     serial: Callable[[Artifact], tuple[str, Any]] | None = None  # (group, order): a group's jobs run in order
+    plan_args: Callable[[Artifact], dict[str, Any]] | None = None  # what a sweep job shows of it (--pack groups by)
 
 
 STAGES: dict[str, Stage] = {}
@@ -232,6 +233,7 @@ for _stage in (
           what=lambda a: "interpolation"),
     Stage("sparse", make_sparse, _sparse_targets, phase=2, plan_epochs=_settings_epochs,
           label=lambda a: f"[sparse k={a.settings['rewind']} {a.settings['run']}]",
-          checkpoints=lambda a: {"weights": (checkpoint_epoch(a.settings),)}),
+          checkpoints=lambda a: {"weights": (checkpoint_epoch(a.settings),)},
+          plan_args=lambda a: {"k": a.settings["rewind"], "run": a.settings["run"]}),
 ):
     register_stage(_stage)

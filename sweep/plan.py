@@ -178,6 +178,7 @@ def _jobs(arts: dict[str, Artifact], users: dict[str, list[int]], wanted: dict[s
             continue
         what = describe(art) + (f" (add checkpoints {missing})" if missing else "")
         args = {"checkpoints": checkpoints} if stage.keeps_checkpoints else {}
+        args.update(stage.plan_args(art) if stage.plan_args is not None else {})
         jobs[name] = Job(name, art.kind, what, users[name][0], args, consumers=list(users[name]))
     for name, job in jobs.items():
         job.deps = sorted(_nearest_jobs(arts[name], jobs))
