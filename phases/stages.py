@@ -11,7 +11,7 @@ list of edges. ``experiment.py`` (``ensure``), ``python -m sweep``
 a sweep job (``ensure`` of one artifact) and the studies (more targets, and
 their own kinds registered with ``register_stage``) all walk it.
 
-Adding a stage kind is one entry (see the README, Development)::
+Adding a stage kind is one entry (docs/development.md, Adding a stage)::
 
     register_stage(Stage("probe", make=make_probe, targets=lambda cfg, seed, rewinds: [probe(cfg, seed)]))
 """
