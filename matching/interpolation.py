@@ -19,10 +19,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from matching.repair import endpoint_stats, interpolate_stats, repair_points
+from matching.repair import Autocast, endpoint_stats, interpolate_stats, no_autocast, repair_points
 from matching.repair import repair as repair_network
 from matching.spec import PermutationSpec
-from training.evaluate import evaluate
 
 
 def interpolate_state(
@@ -103,6 +102,9 @@ def interpolation_curve(
     reset_bn: bool = True,
     repair: bool = False,
     spec: PermutationSpec | None = None,
+    *,
+    evaluate: Callable[[nn.Module, Iterable[Any]], Any],
+    autocast: Autocast = no_autocast,
 ) -> list[dict[str, float]]:
     """Train and test loss/accuracy of the interpolated network at each alpha.
 
@@ -112,14 +114,16 @@ def interpolation_curve(
     training batches reset BatchNorm statistics (when ``reset_bn``), give the
     training loss and, with ``repair``, the statistics REPAIR measures and sets
     (the endpoints' once, then each alpha's network's; ``spec`` defaults to the
-    model's permutation spec). Accuracies are in percent.
+    model's permutation spec). ``evaluate(model, batches)`` gives a network's loss
+    and accuracy (in percent); ``autocast(device)`` is the context REPAIR's
+    forwards run in. Both come from the caller: matching imports no training code.
     """
     scratch = copy.deepcopy(model)
     has_bn = bool(_batch_norms(scratch))
     if repair:
         points = repair_points(scratch, spec)
-        stats_a = endpoint_stats(scratch, sd_a, points, train_batches_fn())
-        stats_b = endpoint_stats(scratch, sd_b, points, train_batches_fn())
+        stats_a = endpoint_stats(scratch, sd_a, points, train_batches_fn(), autocast)
+        stats_b = endpoint_stats(scratch, sd_b, points, train_batches_fn(), autocast)
     curve = []
     for alpha in alphas:
         if repair:  # REPAIR may give a bias-free layer a bias: start each alpha from the bare architecture
@@ -128,7 +132,7 @@ def interpolation_curve(
         if reset_bn and has_bn:
             reset_bn_stats(scratch, train_batches_fn())
         if repair:
-            repair_network(scratch, interpolate_stats(stats_a, stats_b, alpha), train_batches_fn)
+            repair_network(scratch, interpolate_stats(stats_a, stats_b, alpha), train_batches_fn, autocast)
         train = evaluate(scratch, train_batches_fn())
         test = evaluate(scratch, test_batches_fn())
         curve.append(

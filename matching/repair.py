@@ -38,6 +38,7 @@ targets.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from matching.spec import PermutationSpec
-from training.device import autocast
 
 # A channel whose std is below this (a dead unit, constant on the data) keeps its scale: only its mean moves.
 _MIN_STD = 1e-8
@@ -59,6 +59,13 @@ class ChannelStats:
 
     mean: torch.Tensor
     std: torch.Tensor
+
+
+Autocast = Callable[[torch.device], contextlib.AbstractContextManager]  # device -> the context a forward runs in
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
 
 
 def interpolate_stats(a: Mapping[str, ChannelStats], b: Mapping[str, ChannelStats],
@@ -141,11 +148,12 @@ def _device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def channel_stats(model: nn.Module, points: Sequence[str], batches: Iterable[Any],
-                  truncate: bool = False) -> dict[str, ChannelStats]:
+                  truncate: bool = False, autocast: Autocast = no_autocast) -> dict[str, ChannelStats]:
     """Per-channel output statistics of the modules ``points`` over ``batches``, in eval mode (mode restored).
 
     ``truncate``: stop each forward once every point has fired (the layers after
-    them do not change their statistics).
+    them do not change their statistics). ``autocast(device)``: the context each
+    forward runs in (the caller's precision, e.g. bf16 autocast; none by default).
     """
     modules = dict(model.named_modules())
     accs = {n: _Accumulator() for n in points}
@@ -222,7 +230,8 @@ def fold_affine(module: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> 
         module.bias.mul_(scale).add_(shift)
 
 
-def repair(model: nn.Module, targets: Mapping[str, ChannelStats], batches_fn: Callable[[], Iterable[Any]]) -> None:
+def repair(model: nn.Module, targets: Mapping[str, ChannelStats], batches_fn: Callable[[], Iterable[Any]],
+           autocast: Autocast = no_autocast) -> None:
     """Set each point's per-channel output mean/std (``targets``: module name -> stats) on ``batches_fn()``'s data.
 
     In place. Points are fixed in forward order, each measured after the ones
@@ -234,7 +243,7 @@ def repair(model: nn.Module, targets: Mapping[str, ChannelStats], batches_fn: Ca
     if first is None:
         raise ValueError("repair got no batches")
     for name in forward_order(model, list(targets), first):
-        now = channel_stats(model, [name], batches_fn(), truncate=True)[name]
+        now = channel_stats(model, [name], batches_fn(), truncate=True, autocast=autocast)[name]
         goal = targets[name]
         live = now.std > _MIN_STD
         scale = torch.where(live, goal.std / now.std.clamp_min(_MIN_STD), torch.ones_like(now.std))
@@ -242,7 +251,7 @@ def repair(model: nn.Module, targets: Mapping[str, ChannelStats], batches_fn: Ca
 
 
 def endpoint_stats(model: nn.Module, state: Mapping[str, torch.Tensor], points: Sequence[str],
-                   batches: Iterable[Any]) -> dict[str, ChannelStats]:
+                   batches: Iterable[Any], autocast: Autocast = no_autocast) -> dict[str, ChannelStats]:
     """The statistics of ``points`` in ``model`` holding ``state`` (``model`` is a scratch copy: it is changed)."""
     model.load_state_dict(state)
-    return channel_stats(model, points, batches)
+    return channel_stats(model, points, batches, autocast=autocast)

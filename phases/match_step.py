@@ -20,6 +20,7 @@ from matching.weight_matching import weight_matching
 from phases.context import RunContext
 from phases.dense import checkpoint_name
 from phases.imp_step import load_masks
+from training.device import autocast
 from training.evaluate import evaluate
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
@@ -125,9 +126,9 @@ def make_interpolation(ctx: RunContext, art: Artifact) -> None:
     print(f"[interp] interpolating at alphas {s['alphas']} (before and after matching{', REPAIR' if repair else ''})",
           flush=True)
     before = interpolation_curve(model_b, sd_a, sd_b, s["alphas"], train_batches, ctx.data.test_batches,
-                                 repair=repair)
+                                 repair=repair, evaluate=evaluate, autocast=autocast)
     after = interpolation_curve(model_b, sd_a_perm, sd_b, s["alphas"], train_batches, ctx.data.test_batches,
-                                repair=repair)
+                                repair=repair, evaluate=evaluate, autocast=autocast)
     result = {
         "repair": repair,
         "midpoint_accuracy_before": midpoint_accuracy(before),

@@ -126,7 +126,8 @@ def test_curve_endpoints_give_each_model_metrics_and_leave_the_model_alone():
     train, test = _batches(10), _batches(11)
     holder = _mlp(2)
     before = _state(holder)
-    curve = interpolation_curve(holder, _state(a), _state(b), ALPHAS, lambda: iter(train), lambda: iter(test))
+    curve = interpolation_curve(holder, _state(a), _state(b), ALPHAS, lambda: iter(train), lambda: iter(test),
+                                evaluate=evaluate)
     assert [p["alpha"] for p in curve] == ALPHAS
     for point, model in ((curve[0], a), (curve[-1], b)):
         expected = _metrics(model, train, test)
@@ -141,9 +142,10 @@ def test_curve_with_batchnorm_resets_statistics_at_every_alpha():
     a, b = _bn_net(0), _bn_net(1)
     train, test = _batches(20), _batches(21)
     sa, sb = _state(a), _state(b)
-    stale = interpolation_curve(a, sa, sb, [0.0, 1.0], lambda: train, lambda: test, reset_bn=False)
+    stale = interpolation_curve(a, sa, sb, [0.0, 1.0], lambda: train, lambda: test, reset_bn=False,
+                                evaluate=evaluate)
     assert stale[0]["test_loss"] == pytest.approx(evaluate(a, test).loss, abs=1e-6)
-    curve = interpolation_curve(a, sa, sb, [0.0, 0.5, 1.0], lambda: train, lambda: test)
+    curve = interpolation_curve(a, sa, sb, [0.0, 0.5, 1.0], lambda: train, lambda: test, evaluate=evaluate)
     for point, alpha in zip(curve, (0.0, 0.5, 1.0), strict=True):
         ref = copy.deepcopy(a)
         ref.load_state_dict(interpolate_state(sa, sb, alpha))

@@ -49,8 +49,8 @@ def test_matching_raises_midpoint_accuracy(trained_pair, method):
         return data.eval_train_batches(10)
 
     before = midpoint_accuracy(interpolation_curve(model_b, sd_a, sd_b, [0.0, 0.5, 1.0], train_batches,
-                                                   data.test_batches))
+                                                   data.test_batches, evaluate=evaluate))
     after = midpoint_accuracy(interpolation_curve(model_b, sd_ap, sd_b, [0.0, 0.5, 1.0], train_batches,
-                                                  data.test_batches))
+                                                  data.test_batches, evaluate=evaluate))
     print(f"{method}: midpoint test accuracy {before:.2f}% before, {after:.2f}% after matching")
     assert after > before + 3.0

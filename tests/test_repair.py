@@ -22,6 +22,7 @@ from matching import (
 from matching.repair import ChannelStats, endpoint_stats, interpolate_stats
 from models import create
 from tests.test_matching_fashion_mnist import train_mlp_pair
+from training.evaluate import evaluate
 
 
 def _batches(shape: tuple[int, ...], n: int = 3, size: int = 16, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
@@ -152,7 +153,7 @@ def test_repair_lowers_the_barrier_of_a_trained_pair_without_batchnorm(trained_p
 
     def curve(sd, rep):
         return interpolation_curve(model_b, sd, sd_b, alphas, lambda: data.eval_train_batches(10),
-                                   data.test_batches, repair=rep)
+                                   data.test_batches, repair=rep, evaluate=evaluate)
 
     plain, repaired = curve(sd_a, False), curve(sd_a, True)
     print(f"unmatched: error barrier {error_barrier(plain):.2f} -> {error_barrier(repaired):.2f} points, "

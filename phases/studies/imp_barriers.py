@@ -39,6 +39,8 @@ from phases.studies import (
     study_settings,
     write_report,
 )
+from training.device import autocast
+from training.evaluate import evaluate
 from utils.artifacts import Artifact
 from utils.config import Config, ImpBarriersStudyConfig
 
@@ -101,7 +103,7 @@ def make_barriers(ctx: RunContext, art: Artifact) -> None:
     rounds = []
     for record, sd_r in round_states(imp_art, ctx.device):
         curve = interpolation_curve(model, sd_a, sd_r, s["alphas"], train_batches, ctx.data.test_batches,
-                                    repair=repair)
+                                    repair=repair, evaluate=evaluate, autocast=autocast)
         row = {"round": record["round"], "sparsity": record["sparsity"],
                "test_error_barrier": error_barrier(curve, "test"), "test_loss_barrier": loss_barrier(curve),
                "train_error_barrier": error_barrier(curve, "train"),
