@@ -22,6 +22,7 @@ import torch
 from data import build_data
 from matching import activation_matching, error_barrier, interpolation_curve, loss_barrier, permute
 from models import create
+from training.evaluate import evaluate
 from training.loop import TrainSpec, train
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -48,7 +49,7 @@ def measure(model_type: str, hidden: list[int], epochs: int, subset: int | None,
             for repair in (False, True):
                 began = time.perf_counter()
                 c = interpolation_curve(b, sd, sd_b, alphas, lambda: data.eval_train_batches(batches),
-                                        data.test_batches, repair=repair)
+                                        data.test_batches, repair=repair, evaluate=evaluate)
                 tag = f"{side}{'+repair' if repair else ''}"
                 row[f"{tag} error"] = error_barrier(c)
                 row[f"{tag} loss"] = loss_barrier(c)
