@@ -406,6 +406,20 @@ def _check(cfg: Config, *, check_data: bool) -> None:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
 
+    _check_sizes(cfg, fail)
+    _check_training(cfg, fail)
+    _check_matching_and_rewinds(cfg, fail)
+    _check_sources_and_runtime(cfg, fail)
+    _check_studies(cfg, fail)
+    if check_data and not cfg.download:
+        root = cfg.data_root
+        fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
+        if not root.exists() and not fallback:
+            fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
+
+
+def _check_sizes(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """The model, the dataset, and every count or size that must be positive."""
     _check_model(cfg, fail)
     if cfg.dataset not in DATASETS:
         near = difflib.get_close_matches(cfg.dataset, list(DATASETS), n=1, cutoff=0.4)
@@ -436,6 +450,10 @@ def _check(cfg: Config, *, check_data: bool) -> None:
             fail(f"{key}: must be positive, got {value}")
     if any(h <= 0 for h in cfg.mlp_hidden) or not cfg.mlp_hidden:
         fail(f"mlp_hidden: must be a non-empty list of positive widths, got {cfg.mlp_hidden}")
+
+
+def _check_training(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """Pruning targets, IMP tolerance, learning rates, momentum, weight decay, schedules."""
     if not 0.0 < cfg.pruning.sparsity < 1.0:
         fail(f"pruning.sparsity: must be strictly between 0 and 1 (a fraction, 0.9 = 90%), "
              f"got {cfg.pruning.sparsity}")
@@ -462,6 +480,10 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         if opt.weight_decay < 0:
             fail(f"{where}.weight_decay: must be >= 0, got {opt.weight_decay}")
     _check_schedules(cfg, fail)
+
+
+def _check_matching_and_rewinds(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """Optimizer type, matching method and grid, sparse runs, rewind points."""
     if cfg.optimizer.type.lower() != "sgd":
         fail(f"optimizer.type: only SGD is supported (the paper's optimizer), got {cfg.optimizer.type!r}")
     if cfg.matching.method not in MATCHING_METHODS:
@@ -497,6 +519,10 @@ def _check(cfg: Config, *, check_data: bool) -> None:
             fail(f"rewind_points: rewind point {k} is past the end of training "
                  f"(epochs={cfg.epochs}, model_b_epochs={cfg.b_epochs}, "
                  f"sparse_epochs={cfg.total_sparse_epochs}){meaning}")
+
+
+def _check_sources_and_runtime(cfg: Config, fail: typing.Callable[[str], None]) -> None:
+    """Mask transfer source, IMP rewinding, data root entry, device, tracking, precision."""
     mf = cfg.pruning.mask_from
     if mf is not None:
         if not mf.config:
@@ -521,12 +547,6 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         fail(f"tracking: duplicates in {cfg.tracking}")
     if cfg.precision not in PRECISIONS:
         fail(f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
-    _check_studies(cfg, fail)
-    if check_data and not cfg.download:
-        root = cfg.data_root
-        fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
-        if not root.exists() and not fallback:
-            fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
 
 
 def _check_studies(cfg: Config, fail: typing.Callable[[str], None]) -> None:
