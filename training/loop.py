@@ -10,10 +10,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -168,17 +168,7 @@ def train(
         enforcer.apply_to_weights()
     state_path = Path(state_path) if state_path is not None else None
     bars = show_bars(progress)
-    start = 0
-    if state_path is not None and state_path.exists():
-        start = _load_state(state_path, model, optimizer, schedule, spec, device)
-        if not bars:
-            print(f"[{name}] resuming from epoch {start}/{spec.epochs} ({state_path})", flush=True)
-        if metrics:
-            metrics.truncate_run(name, start)
-    elif on_checkpoint and 0 in spec.save_epochs:
-        on_checkpoint(0, model)
-    if metrics and start == 0:  # a first epoch logged but killed before its state was saved is redone: drop it
-        metrics.truncate_run(name, 0)
+    start = _begin(model, optimizer, schedule, spec, device, name, state_path, metrics, on_checkpoint, bars)
     final: EvalResult | None = None
     end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
     bar = tqdm(range(start, end), desc=name, unit="ep", disable=not bars, initial=start,
@@ -187,25 +177,11 @@ def train(
     for epoch in bar:
         began = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
         epoch_batches = data.train_batches(epoch, spec.seed, shard=shard) if shard else data.train_batches(
             epoch, spec.seed)
         batches = tqdm(epoch_batches, total=data.batches_per_epoch, leave=False,
                        desc=f"{name} epoch {epoch + 1}", unit="batch", disable=not bars, dynamic_ncols=True)
-        for x, y in batches:
-            with autocast(device):  # bf16 only when the config's precision asks for it
-                loss = F.cross_entropy(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if enforcer:
-                enforcer.apply_to_grads()
-            optimizer.step()
-            if enforcer:
-                enforcer.apply_to_weights()
-            # Accumulate on the device: reading the loss every step would sync with the GPU.
-            loss_sum += loss.detach().float() * y.shape[0]
-            seen += y.shape[0]
+        loss_sum, seen = _epoch_steps(forward, batches, optimizer, enforcer, device)
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
         done = epoch + 1
@@ -236,6 +212,45 @@ def train(
     if final is None:
         final = evaluate(model, data.test_batches())
     return TrainOutcome(final=final, epochs_run=max(end - start, 0))
+
+
+def _begin(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, spec: TrainSpec,
+           device: torch.device, name: str, state_path: Path | None, metrics: MetricsLog | None,
+           on_checkpoint: Callable[[int, nn.Module], None] | None, bars: bool) -> int:
+    """The epoch training starts from: the saved state's, or 0 (after the epoch-0 checkpoint when asked for)."""
+    start = 0
+    if state_path is not None and state_path.exists():
+        start = _load_state(state_path, model, optimizer, schedule, spec, device)
+        if not bars:
+            print(f"[{name}] resuming from epoch {start}/{spec.epochs} ({state_path})", flush=True)
+        if metrics:
+            metrics.truncate_run(name, start)
+    elif on_checkpoint and 0 in spec.save_epochs:
+        on_checkpoint(0, model)
+    if metrics and start == 0:  # a first epoch logged but killed before its state was saved is redone: drop it
+        metrics.truncate_run(name, 0)
+    return start
+
+
+def _epoch_steps(forward: Callable, batches: Iterable, optimizer: torch.optim.Optimizer,
+                 enforcer: MaskEnforcer | None, device: torch.device) -> tuple[torch.Tensor, int]:
+    """One optimizer step per batch (masked weights kept at zero); the summed loss (on the device), examples."""
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    for x, y in batches:
+        with autocast(device):  # bf16 only when the config's precision asks for it
+            loss = F.cross_entropy(forward(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if enforcer:
+            enforcer.apply_to_grads()
+        optimizer.step()
+        if enforcer:
+            enforcer.apply_to_weights()
+        # Accumulate on the device: reading the loss every step would sync with the GPU.
+        loss_sum += loss.detach().float() * y.shape[0]
+        seen += y.shape[0]
+    return loss_sum, seen
 
 
 def data_parallel(model: nn.Module, data: TrainData, device: torch.device,
