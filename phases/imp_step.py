@@ -56,12 +56,12 @@ def count_prunable(cfg, cache: dict[str, int]) -> int:
     return cache[key]
 
 
-def imp_schedule(cfg, cache: dict[str, int]) -> list[float]:
-    """The amounts of every IMP round of this config, exactly as IMP will compute them."""
-    p = cfg.pruning
+def imp_schedule(art: Artifact, cache: dict[str, int]) -> list[float]:
+    """The amounts of every round of IMP target ``art``, exactly as IMP will compute them (from its settings)."""
+    t, c = art.settings, art.parents["chain"].settings
     try:
-        return [a for a, _ in planned_schedule(count_prunable(cfg, cache), p.sparsity, p.prune_perc,
-                                               p.tolerance_for(cfg.model_type), p.prune_epochs)]
+        return [a for a, _ in planned_schedule(count_prunable(art.origin[0], cache), t["sparsity"], c["prune_perc"],
+                                               t["tolerance"], t["max_rounds"])]
     except PruningStalled:
         return []  # the IMP job itself will stop with the error that explains it
 
@@ -69,8 +69,7 @@ def imp_schedule(cfg, cache: dict[str, int]) -> list[float]:
 def imp_epochs_to_train(art: Artifact, missing: list[int], memo: dict) -> int:
     """Fine-tuning epochs of IMP target ``art`` that no earlier-planned target of its round chain trains
     (``memo`` is shared by one plan: the chain's rounds planned so far, the model sizes)."""
-    cfg = art.origin[0]
-    amounts = imp_schedule(cfg, memo.setdefault("prunable", {}))
+    amounts = imp_schedule(art, memo.setdefault("prunable", {}))
     chain = art.parents["chain"]
     todo = memo.setdefault("rounds", {}).setdefault(chain.name, set())
     new = 0

@@ -94,7 +94,8 @@ def _separate_cost(target: Target, cache: dict[str, int]) -> tuple[int, int, int
     """(epochs, of which dense and IMP, jobs) of ``target`` launched on its own with nothing shared."""
     cfg, seed = target.cfg, target.seed
     owner = mask_owner(cfg, seed)[0]  # under pruning.mask_from, dense A and IMP are the source config's
-    phase1 = owner.epochs + cfg.b_epochs + len(imp_schedule(owner, cache)) * owner.pruning.train_epochs_per_prune
+    rounds = len(imp_schedule(graph.imp(cfg, seed), cache))
+    phase1 = owner.epochs + cfg.b_epochs + rounds * owner.pruning.train_epochs_per_prune
     runs = len(graph.sparse_runs(cfg))
     epochs = phase1 + runs * sum(cfg.total_sparse_epochs - k for k in target.rewinds)
     memo: dict[str, Any] = {"prunable": cache}
