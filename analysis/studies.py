@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.table import find_runs, mean_std
+from analysis.runs import find_runs, mean_std
 
 
 def study_reports(save_path: Path, name: str) -> dict[str, list[dict[str, Any]]]:
