@@ -12,37 +12,20 @@ bit-identical to the one an uninterrupted training would have saved (tested).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 
 import torch
 
 from phases.context import RunContext
-from phases.mask_source import mask_owner
 from training.evaluate import accuracy_text
 from training.loop import TrainSpec, train
 from utils import distributed
 from utils.artifacts import Artifact
 from utils.checkpoint import save_tensors
-from utils.config import Config
 from utils.seeding import derive_seed
 
 
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch}.safetensors"
-
-
-def epochs_needed_for(cfg: Config, role: str, rewinds: Iterable[int]) -> tuple[int, ...]:
-    """The training epochs whose checkpoints dense ``role`` must hold for these rewind points.
-
-    The artifact stores checkpoints by epochs trained, whatever the convention:
-    ``rewind_convention`` maps rewind point k to its epoch (k, or k + 1 as the
-    released code saved them). ``pruning.rewind_epoch`` is always in epochs.
-    """
-    points = {cfg.checkpoint_epoch(k) for k in rewinds}
-    owner = mask_owner(cfg, 0)[0]  # under pruning.mask_from, A and its IMP are the source config's
-    if role == "A" and owner.pruning.rewind_epoch is not None:
-        points.add(owner.pruning.rewind_epoch)
-    return tuple(sorted(points))
 
 
 def saved_epochs(art: Artifact) -> list[int]:
