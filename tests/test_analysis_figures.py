@@ -259,7 +259,8 @@ def test_results_json_carries_curves_and_rewind_convention(monkeypatch):
     arts = {"perm": Finished({"method": "activation", "A_permuted": {"accuracy": 1.0, "loss": 1.0}}),
             "interp": Finished(stored)}
     monkeypatch.setattr(results.graph, "run_artifacts", lambda cfg, seed: arts)
-    ctx = SimpleNamespace(cfg=cfg, seed=0, label="demo", config_path=None)
+    ctx = SimpleNamespace(cfg=cfg, seed=0, label="demo", config_path=None,
+                          data=SimpleNamespace(num_train=60000, num_test=10000))
     res = results.collect_results(ctx)
     assert res["rewind_convention"] == "released"
     assert res["matching"]["curve_before"] == before and res["matching"]["curve_after"] == after
