@@ -205,10 +205,6 @@ FIELDS: dict[str, tuple[tuple[str, ...], list[Any]]] = {
     "matching.alphas": (("interp",), [[0.0, 0.5, 1.0], [0.0, 0.1, 0.5, 0.9, 1.0]]),
     "matching.interpolation_batches": (("interp",), [3, 5]),
     "matching.repair": (("interp",), [True]),
-    # The released code's matching choices: each changes the permutation (and what follows it) only.
-    "matching.stream": (("perm",), ["released"]),
-    "matching.std": (("perm",), ["batch_mean"]),
-    "normalization": (DENSE, ["imagenet"]),  # the input statistics every training and evaluation sees
     # Fields that change where or how fast, never what: no artifact may change.
     "device": ((), ["cuda"]),
     "threads": ((), [1, 2]),
