@@ -52,6 +52,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.figure_fit import fit_to_figure  # noqa: E402
 from analysis.table import RUN_ORDER, SeedRun, Setting, find_runs, setting_of  # noqa: E402
+from models.registry import model_caption, width_text  # noqa: E402
 
 RUN_STYLE = {
     "lth": ("LTH: $W_A(k) \\odot M_A$", "tab:green", "o"),
@@ -103,21 +104,14 @@ def family_slug(family: tuple[str, str]) -> str:
 
 
 def width_label(setting: Setting) -> str:
-    if setting.width is None:
-        return "width ?"
-    return f"{setting.width} hidden" if setting.model == "MLP" else f"×{setting.width}"
+    return width_text(setting.model, setting.width)
 
 
 def describe(setting: Setting) -> str:
     """What a config computes, as a paper would caption it: ``ResNet20×4, CIFAR-10, 90 %``."""
     if setting.model is None:
         return "unknown model (no config.yaml)"
-    if setting.model == "MLP":
-        model = f"MLP ({setting.width} hidden)" if setting.width is not None else "MLP"
-    elif setting.width is None or setting.model not in ("ResNet20", "ResNet50", "VGG11"):
-        model = setting.model
-    else:
-        model = f"{setting.model}×{setting.width}"
+    model = model_caption(setting.model, setting.width)
     parts = [model, DATASET_NAMES.get(setting.dataset or "", setting.dataset or "?")]
     if setting.sparsity is not None:
         parts.append(f"{100 * setting.sparsity:g} %")

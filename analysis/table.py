@@ -26,7 +26,7 @@ from typing import Any
 from analysis.provenance import differing, provenance_table
 from analysis.runs import SeedRun, find_runs, mean_std
 from analysis.studies import print_study
-from models.registry import display_name
+from models.registry import config_width, display_name
 from utils.errors import run_command
 
 RUN_ORDER = ("lth", "naive", "permuted", "random")
@@ -43,7 +43,7 @@ class Setting:
 
     model: str | None  # "ResNet20", "VGG11", "ResNet50", "MLP"; None without config.yaml
     dataset: str | None  # as the config spells it: "cifar10", "fashion-mnist", ...
-    width: int | None  # width_multiplier; for an MLP its first hidden width, which is what grows with "width"
+    width: int | None  # what the model's registry row calls its width (width_multiplier, an MLP's first hidden)
     sparsity: float | None  # the target fraction of pruned weights (IMP's reached sparsity without config.yaml)
 
 
@@ -54,12 +54,7 @@ def setting_of(run: SeedRun) -> Setting:
     if not cfg:
         return Setting(None, None, None, sparsity)
     model_type = cfg.get("model_type", "ResNet")
-    if model_type == "MLP":
-        hidden = cfg.get("mlp_hidden") or [None]
-        width = hidden[0]
-    else:
-        width = cfg.get("width_multiplier", 1)
-    return Setting(display_name(model_type), cfg.get("dataset"), width, sparsity)
+    return Setting(display_name(model_type), cfg.get("dataset"), config_width(model_type, cfg), sparsity)
 
 
 def find_results(save_path: Path) -> dict[str, list[dict[str, Any]]]:

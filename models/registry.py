@@ -49,6 +49,11 @@ class ModelEntry:
     tolerance_field: str  # the PruningConfig field holding this architecture's IMP tolerance
     display: str = ""  # the name tables and figures show (default: name)
     plugin: bool = False  # a user's class (model_type "package.module:ClassName"): no width_multiplier
+    # What tables and figures call a config's "width" (read from its config.yaml as a dict), and how
+    # they write it alone ({width}) and after the model's name ({name}, {width}).
+    width_of: Callable[[Mapping[str, Any]], Any] = lambda cfg: cfg.get("width_multiplier", 1)
+    width_text: str = "×{width}"
+    caption: str = "{name}×{width}"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -84,11 +89,16 @@ def _mlp(*, num_classes: int, in_channels: int, image_size: int, width: int, mlp
                width=width)
 
 
+def _first_hidden(cfg: Mapping[str, Any]) -> Any:
+    # An MLP's "width" is its first hidden layer's: what grows when the paper widens it (None if unsaid).
+    return (cfg.get("mlp_hidden") or [None])[0]
+
+
 def _entry(name: str, build: Callable[..., nn.Module], *, aliases: tuple[str, ...] = (),
            arch_fields: dict[str, Any] | None = None, tolerance_field: str, display: str = "",
-           plugin: bool = False) -> ModelEntry:
+           plugin: bool = False, **describe: Any) -> ModelEntry:
     return ModelEntry(name=name, aliases=aliases, build=build, arch_fields=MappingProxyType(dict(arch_fields or {})),
-                      tolerance_field=tolerance_field, display=display or name, plugin=plugin)
+                      tolerance_field=tolerance_field, display=display or name, plugin=plugin, **describe)
 
 
 # Order matters only for messages (MODEL_TYPES lists names in this order). The tolerances are the
@@ -100,7 +110,8 @@ MODELS: dict[str, ModelEntry] = {
         _entry("VGG11", _vgg11, arch_fields={"batchnorm": False, "init_weights": False},
                tolerance_field="tolerance_vgg11"),
         _entry("ResNet50", _resnet50, tolerance_field="tolerance_resnet20"),
-        _entry("MLP", _mlp, arch_fields={"mlp_hidden": (512, 512)}, tolerance_field="tolerance_resnet20"),
+        _entry("MLP", _mlp, arch_fields={"mlp_hidden": (512, 512)}, tolerance_field="tolerance_resnet20",
+               width_of=_first_hidden, width_text="{width} hidden", caption="{name} ({width} hidden)"),
     )
 }
 
@@ -225,7 +236,7 @@ def check_plugin_output(path: str, model: Any, *, in_channels: int, image_size: 
 
 def _plugin_entry(path: str) -> ModelEntry:
     return _entry(path, _plugin_builder(path), arch_fields={"model_kwargs": {}},
-                  tolerance_field=_PLUGIN_TOLERANCE, display=path.split(":")[1], plugin=True)
+                  tolerance_field=_PLUGIN_TOLERANCE, display=path.split(":")[1], plugin=True, caption="{name}")
 
 
 def _lookup(name: str) -> ModelEntry:
@@ -250,6 +261,37 @@ def display_name(model_type: str) -> str:
         return _lookup(model_type).display
     except ValueError:
         return model_type
+
+
+def config_width(model_type: str, cfg: Mapping[str, Any]) -> Any:
+    """What tables call the width of a saved config (a dict): ``width_multiplier`` for most models, an
+    MLP's first hidden width; an unknown model_type's ``width_multiplier``."""
+    try:
+        entry = _lookup(model_type)
+    except ValueError:
+        return cfg.get("width_multiplier", 1)
+    return entry.width_of(cfg)
+
+
+def width_text(model: str | None, width: Any) -> str:
+    """A width as tables and figures write it ("×4", an MLP's "256 hidden"); ``model`` as ``display_name``
+    gives it (or any accepted model_type)."""
+    if width is None:
+        return "width ?"
+    try:
+        return _lookup(model).width_text.format(width=width)
+    except ValueError:
+        return f"×{width}"
+
+
+def model_caption(model: str, width: Any) -> str:
+    """The model at a width, as a paper captions it ("ResNet20×4", "MLP (256 hidden)"); the name alone
+    when the width is unknown or the model is not a built-in one."""
+    try:
+        entry = _lookup(model)
+    except ValueError:
+        return model
+    return model if width is None or entry.plugin else entry.caption.format(name=model, width=width)
 
 
 def canonical_model_type(name: str) -> str:

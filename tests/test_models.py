@@ -292,3 +292,26 @@ def test_registry_is_cheap_to_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout
     assert out.strip() == "[]"
+
+
+def test_registry_rows_describe_their_width_for_analysis() -> None:
+    """Tables and figures ask each model's registry row what its "width" is and how to write it (no
+    model names in analysis/): an MLP's is its first hidden width, every other built-in's width_multiplier."""
+    from analysis.plot import describe, width_label
+    from analysis.table import Setting
+    from models.registry import config_width, model_caption, width_text
+
+    assert config_width("MLP", {"mlp_hidden": [256, 128], "width_multiplier": 3}) == 256
+    assert config_width("MLP", {}) is None  # a saved config that does not say: unknown, not the default
+    assert config_width("ResNet20", {"width_multiplier": 4, "mlp_hidden": [7]}) == 4
+    assert config_width("VGG11", {}) == 1
+    assert config_width("NoSuchNet", {"width_multiplier": 2}) == 2
+    assert [width_text(m, 8) for m in ("ResNet20", "VGG11", "ResNet50", "MLP", None)] == [
+        "×8", "×8", "×8", "8 hidden", "×8"]
+    assert width_text("MLP", None) == "width ?"
+    assert [model_caption(m, 4) for m in ("ResNet20", "VGG11", "ResNet50", "MLP", "Net")] == [
+        "ResNet20×4", "VGG11×4", "ResNet50×4", "MLP (4 hidden)", "Net"]
+    assert model_caption("MLP", None) == "MLP" and model_caption("VGG11", None) == "VGG11"
+    assert model_caption("mypkg.nets:Net", 1) == "mypkg.nets:Net"  # a plug-in's size is in its model_kwargs
+    assert describe(Setting("MLP", "fashion-mnist", 512, 0.9)).startswith("MLP (512 hidden), ")
+    assert width_label(Setting("ResNet20", "cifar10", 2, 0.9)) == "×2"
