@@ -17,6 +17,7 @@ from phases.imp_step import MASK_PREFIX, round_file
 from phases.match_step import load_permutation
 from phases.studies.imp_barriers import barriers
 from tests.test_pipeline import load, run, run_dir
+from training.evaluate import evaluate
 from utils.config import config_from_dict
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -100,7 +101,8 @@ def test_each_curve_runs_from_dense_a_to_that_rounds_solution(study):
     model = ctx.load_model(graph.dense(cfg, 0, "A"), "final.safetensors")
     for repair in (False, True):
         curve = interpolation_curve(model, model.state_dict(), sd_r, ALPHAS,
-                                    lambda: ctx.data.eval_train_batches(4), ctx.data.test_batches, repair=repair)
+                                    lambda: ctx.data.eval_train_batches(4), ctx.data.test_batches, repair=repair,
+                                    evaluate=evaluate)
         row = [r for r in report["rows"] if r["round"] == len(history) and r["repair"] is repair][0]
         assert row["test_error_barrier"] == pytest.approx(error_barrier(curve), abs=1e-9)
         assert same_curve(report["curves"][str(repair)][str(len(history))], curve)
@@ -133,7 +135,8 @@ def test_matching_repair_reaches_the_interpolation_curves_and_only_their_key(stu
 
     def curve(repair: bool) -> list[dict[str, float]]:
         return interpolation_curve(model_b, sd_ap, model_b.state_dict(), ALPHAS,
-                                   lambda: ctx.data.eval_train_batches(4), ctx.data.test_batches, repair=repair)
+                                   lambda: ctx.data.eval_train_batches(4), ctx.data.test_batches, repair=repair,
+                                    evaluate=evaluate)
 
     stored = art.result()["curve_after"]
     assert same_curve(stored, curve(True))
