@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from benchmarks.torchvision_zoo import trained_like
 from matching import (
     PermutationSpec,
     UntraceableModelError,
@@ -107,17 +108,6 @@ ZOO = {
         (2, 3, 16, 16)),
     "flatten_cnn": (FlattenCNN, (2, 3, 8, 8)),
 }
-
-
-def trained_like(model: nn.Module, seed: int) -> nn.Module:
-    """Distinct per-unit vectors (BatchNorm affine and statistics, biases), as training leaves them: at
-    initialisation they are all 1 or 0, which carries no signal about which unit is which."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            if t.ndim == 1 and t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 @pytest.fixture(scope="module", params=sorted(ZOO))
