@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from analysis.runs import mean_std
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "benchmarks" / "deviations.yaml"
@@ -82,8 +83,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _mean_sd(values: list[float], digits: int = 2) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    mean, sd = mean_std(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def report(rows: list[dict[str, Any]]) -> str:
