@@ -486,49 +486,8 @@ def figure_width_trend(configs: list[Config]) -> list[Plot | Skip]:
         fig, axes = new_figure(3, ncols=3)
         axes[1].sharey(axes[0])  # both gaps are accuracy differences in points: one scale
         plot = Plot(name, fig, "width")
-        sparsities = sorted({c.setting.sparsity for c in group if c.setting.sparsity is not None})
-        colors = plt.get_cmap("plasma")
-        panels = (("LTH − permuted", "lth", "permuted"), ("permuted − naive", "permuted", "naive"))
-        for ax, (title, hi, lo) in zip(axes[:2], panels, strict=True):
-            for i, sp in enumerate(sparsities):
-                pts = []
-                for c in group:
-                    if c.setting.sparsity == sp and c.setting.width is not None:
-                        gaps = _gap(c.seeds, hi, lo)
-                        if gaps:
-                            pts.append((c.setting.width, gaps))
-                if not pts:
-                    continue
-                pts.sort()
-                summary = [stats(v) for _, v in pts]
-                series = f"{100 * sp:g}% sparse"
-                draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
-                            label=series, color=colors(0.1 + 0.7 * i / max(1, len(sparsities) - 1)))
-                for (w, v), (m, sd) in zip(pts, summary, strict=True):
-                    plot.rows.append({"panel": title, "quantity": "test accuracy difference (points)",
-                                      "series": series, "width": w, "mean": m, "std": sd, "seeds": len(v)})
-            ax.axhline(0, color="black", linewidth=0.8)
-            ax.set_title(f"{title} (mean over k > 0)", fontsize=10)
-            ax.set_ylabel("test accuracy difference (points)")
-        ax = axes[2]
-        by_width: dict[int, list[SeedRun]] = defaultdict(list)
-        for c in group:
-            if c.setting.width is not None:
-                by_width[c.setting.width].extend(c.seeds)
-        pts = []
-        for w in widths:
-            barriers = [s.results["matching"]["test_loss_barrier_after"] for s in unique_phase1(by_width[w])
-                        if "test_loss_barrier_after" in s.results.get("matching", {})]
-            if barriers:
-                pts.append((w, barriers))
-        summary = [stats(v) for _, v in pts]
-        draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
-                    label="test loss barrier after matching", color="tab:blue")
-        for (w, v), (m, sd) in zip(pts, summary, strict=True):
-            plot.rows.append({"panel": "loss barrier after matching", "quantity": "test loss barrier",
-                              "series": "after matching", "width": w, "mean": m, "std": sd, "seeds": len(v)})
-        ax.set_title("test loss barrier after matching", fontsize=10)
-        ax.set_ylabel("test loss barrier")
+        _draw_gaps_by_width(plot, axes[:2], group)
+        _draw_barrier_by_width(plot, axes[2], group, widths)
         for ax in axes:
             ax.set_xscale("log", base=2)
             ax.set_xticks(widths, [width_label(Setting(group[0].setting.model, None, w, None)) for w in widths])
@@ -540,6 +499,56 @@ def figure_width_trend(configs: list[Config]) -> list[Plot | Skip]:
                               f"({spread})", ncols=4)
         out.append(plot)
     return out
+
+
+def _draw_gaps_by_width(plot: Plot, axes: list[Any], group: list[Config]) -> None:
+    """LTH − permuted and permuted − naive against width, one series per sparsity (mean ± std over seeds)."""
+    sparsities = sorted({c.setting.sparsity for c in group if c.setting.sparsity is not None})
+    colors = plt.get_cmap("plasma")
+    panels = (("LTH − permuted", "lth", "permuted"), ("permuted − naive", "permuted", "naive"))
+    for ax, (title, hi, lo) in zip(axes, panels, strict=True):
+        for i, sp in enumerate(sparsities):
+            pts = []
+            for c in group:
+                if c.setting.sparsity == sp and c.setting.width is not None:
+                    gaps = _gap(c.seeds, hi, lo)
+                    if gaps:
+                        pts.append((c.setting.width, gaps))
+            if not pts:
+                continue
+            pts.sort()
+            summary = [stats(v) for _, v in pts]
+            series = f"{100 * sp:g}% sparse"
+            draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
+                        label=series, color=colors(0.1 + 0.7 * i / max(1, len(sparsities) - 1)))
+            for (w, v), (m, sd) in zip(pts, summary, strict=True):
+                plot.rows.append({"panel": title, "quantity": "test accuracy difference (points)",
+                                  "series": series, "width": w, "mean": m, "std": sd, "seeds": len(v)})
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{title} (mean over k > 0)", fontsize=10)
+        ax.set_ylabel("test accuracy difference (points)")
+
+
+def _draw_barrier_by_width(plot: Plot, ax: Any, group: list[Config], widths: list[int]) -> None:
+    """The test loss barrier after matching against width (mean ± std over the distinct phase-1 runs)."""
+    by_width: dict[int, list[SeedRun]] = defaultdict(list)
+    for c in group:
+        if c.setting.width is not None:
+            by_width[c.setting.width].extend(c.seeds)
+    pts = []
+    for w in widths:
+        barriers = [s.results["matching"]["test_loss_barrier_after"] for s in unique_phase1(by_width[w])
+                    if "test_loss_barrier_after" in s.results.get("matching", {})]
+        if barriers:
+            pts.append((w, barriers))
+    summary = [stats(v) for _, v in pts]
+    draw_series(ax, [w for w, _ in pts], [m for m, _ in summary], [sd for _, sd in summary],
+                label="test loss barrier after matching", color="tab:blue")
+    for (w, v), (m, sd) in zip(pts, summary, strict=True):
+        plot.rows.append({"panel": "loss barrier after matching", "quantity": "test loss barrier",
+                          "series": "after matching", "width": w, "mean": m, "std": sd, "seeds": len(v)})
+    ax.set_title("test loss barrier after matching", fontsize=10)
+    ax.set_ylabel("test loss barrier")
 
 
 FIGURES: tuple[Callable[[list[Config]], list[Plot | Skip]], ...] = (

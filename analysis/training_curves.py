@@ -79,53 +79,70 @@ def figure_training_curves(run_dir: Path, name: str, title: str) -> Plot | Skip:
         return Skip(name, f"{path} holds no per-epoch records")
     fig, axes = new_figure(2 * len(columns), ncols=len(columns))
     plot = Plot(name, fig, "epoch")
-    ks = _shown_ks(sorted({k for _, k in sparse}))
     for row, (key, quantity) in enumerate(ROWS):
         for col, column in enumerate(columns):
             ax = axes[row * len(columns) + col]
             if column == "dense":
-                for run in dense:
-                    label, color, ls = DENSE_STYLE[run]
-                    pts = _line(ax, curves[run], key, color=color, linestyle=ls, label=label)
-                    plot.rows += [{"panel": "dense", "quantity": quantity, "series": label, "epoch": x, "mean": y,
-                                   "seeds": 1} for x, y in pts]
-                ax.set_title(f"dense A and B: {quantity}", fontsize=10)
+                _draw_dense(plot, ax, {run: curves[run] for run in dense}, key, quantity)
             elif column == "imp":
-                # One line through every round: the drop where a round prunes and its recovery both show.
-                joined = [(x, rec) for (_, recs), xs in zip(rounds, imp_xs, strict=True)
-                          for x, rec in zip(xs, recs, strict=True)]
-                _line(ax, [rec for _, rec in joined], key, [x for x, _ in joined], color="tab:purple", marker=".",
-                      markersize=4, label="IMP fine-tuning (dotted: a round prunes)")
-                for (r, recs), xs in zip(rounds, imp_xs, strict=True):
-                    ax.axvline(xs[0] - 0.5, color="tab:purple", linestyle=":", linewidth=0.6)
-                    plot.rows += [{"panel": "IMP", "quantity": quantity, "series": f"round {r}", "epoch": x,
-                                   "mean": rec[key], "seeds": 1}
-                                  for x, rec in zip(xs, recs, strict=True) if rec.get(key) is not None]
-                ax.set_title(f"IMP, {len(rounds)} rounds: {quantity}", fontsize=10)
+                _draw_imp(plot, ax, rounds, imp_xs, key, quantity)
             else:
-                runs = sorted({run for run, _ in sparse}, key=lambda r: (r.split("+")[0] not in RUN_STYLE, r))
-                for (run, k), recs in sorted(sparse.items(), key=lambda item: (item[0][1], item[0][0])):
-                    if k not in ks:
-                        continue
-                    pts = _line(ax, recs, key, color=_color(run), linestyle=K_STYLES[ks.index(k)],
-                                alpha=0.6 if "+" in run else 1.0)
-                    plot.rows += [{"panel": "sparse", "quantity": quantity, "series": f"{run} k={k}", "epoch": x,
-                                   "mean": y, "seeds": 1} for x, y in pts]
-                # The legend says colour = run and line style = k, in one entry each, not one per combination.
-                for run in runs:
-                    ax.plot([], [], color=_color(run), alpha=0.6 if "+" in run else 1.0, label=run)
-                for k in ks if len(ks) > 1 else []:  # one k needs no line-style key: the title names it
-                    ax.plot([], [], color="dimgray", linestyle=K_STYLES[ks.index(k)], label=f"sparse, k = {k}")
-                if len(ks) == 1:
-                    shown = f" from k = {ks[0]}"
-                elif len(ks) < len({k for _, k in sparse}):
-                    shown = f" (k = {', '.join(map(str, ks))} shown)"
-                else:
-                    shown = ""
-                ax.set_title(f"sparse runs{shown}: {quantity}", fontsize=10)
+                _draw_sparse(plot, ax, sparse, key, quantity)
             ax.set_xlabel("IMP fine-tuning epoch, rounds in order" if column == "imp" else "epoch of the run")
             ax.set_ylabel(quantity)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
             ax.grid(alpha=0.3)
     add_legend(fig, axes, f"{title}\nper-epoch training loss and test accuracy (1 seed: one run directory)", ncols=4)
     return plot
+
+
+def _draw_dense(plot: Plot, ax: Any, curves: dict[str, list[dict[str, Any]]], key: str, quantity: str) -> None:
+    """Dense A and B's curves of ``key``."""
+    for run, recs in curves.items():
+        label, color, ls = DENSE_STYLE[run]
+        pts = _line(ax, recs, key, color=color, linestyle=ls, label=label)
+        plot.rows += [{"panel": "dense", "quantity": quantity, "series": label, "epoch": x, "mean": y,
+                       "seeds": 1} for x, y in pts]
+    ax.set_title(f"dense A and B: {quantity}", fontsize=10)
+
+
+def _draw_imp(plot: Plot, ax: Any, rounds: list[tuple[int, list[dict]]], imp_xs: list[list[float]], key: str,
+              quantity: str) -> None:
+    """The IMP rounds' curve of ``key``, one round after another."""
+    # One line through every round: the drop where a round prunes and its recovery both show.
+    joined = [(x, rec) for (_, recs), xs in zip(rounds, imp_xs, strict=True)
+              for x, rec in zip(xs, recs, strict=True)]
+    _line(ax, [rec for _, rec in joined], key, [x for x, _ in joined], color="tab:purple", marker=".",
+          markersize=4, label="IMP fine-tuning (dotted: a round prunes)")
+    for (r, recs), xs in zip(rounds, imp_xs, strict=True):
+        ax.axvline(xs[0] - 0.5, color="tab:purple", linestyle=":", linewidth=0.6)
+        plot.rows += [{"panel": "IMP", "quantity": quantity, "series": f"round {r}", "epoch": x,
+                       "mean": rec[key], "seeds": 1}
+                      for x, rec in zip(xs, recs, strict=True) if rec.get(key) is not None]
+    ax.set_title(f"IMP, {len(rounds)} rounds: {quantity}", fontsize=10)
+
+
+def _draw_sparse(plot: Plot, ax: Any, sparse: dict[tuple[str, int], list[dict[str, Any]]], key: str,
+                 quantity: str) -> None:
+    """The sparse runs' curves of ``key``: colour = run, line style = rewind point k (at most four k shown)."""
+    ks = _shown_ks(sorted({k for _, k in sparse}))
+    runs = sorted({run for run, _ in sparse}, key=lambda r: (r.split("+")[0] not in RUN_STYLE, r))
+    for (run, k), recs in sorted(sparse.items(), key=lambda item: (item[0][1], item[0][0])):
+        if k not in ks:
+            continue
+        pts = _line(ax, recs, key, color=_color(run), linestyle=K_STYLES[ks.index(k)],
+                    alpha=0.6 if "+" in run else 1.0)
+        plot.rows += [{"panel": "sparse", "quantity": quantity, "series": f"{run} k={k}", "epoch": x,
+                       "mean": y, "seeds": 1} for x, y in pts]
+    # The legend says colour = run and line style = k, in one entry each, not one per combination.
+    for run in runs:
+        ax.plot([], [], color=_color(run), alpha=0.6 if "+" in run else 1.0, label=run)
+    for k in ks if len(ks) > 1 else []:  # one k needs no line-style key: the title names it
+        ax.plot([], [], color="dimgray", linestyle=K_STYLES[ks.index(k)], label=f"sparse, k = {k}")
+    if len(ks) == 1:
+        shown = f" from k = {ks[0]}"
+    elif len(ks) < len({k for _, k in sparse}):
+        shown = f" (k = {', '.join(map(str, ks))} shown)"
+    else:
+        shown = ""
+    ax.set_title(f"sparse runs{shown}: {quantity}", fontsize=10)

@@ -344,6 +344,65 @@ def _inputs(batch: Any) -> torch.Tensor:
     return batch
 
 
+class _PairedForward:
+    """The forward hooks of one collection: each batch runs through A, then B, and every hooked module's
+    activations go into its statistics (A's kept, shifted, until B's arrive for the cross products)."""
+
+    def __init__(self, stats: dict[str, _ModuleStats]) -> None:
+        self.stats = stats
+        self.role = ""  # the model running now, "a" or "b"; "" between forwards (hooks do nothing)
+        self.pending: dict[str, torch.Tensor] = {}  # A's shifted activations, by module, until B's forward
+        self.seen: set[tuple[str, str]] = set()  # (role, module) already run in this batch
+        self.handles: list[Any] = []
+
+    def attach(self, role: str, model: nn.Module) -> None:
+        modules = dict(model.named_modules())
+        for name in self.stats:
+            if name not in modules:
+                raise ValueError(f"spec.activations names module {name!r}, which model {role.upper()} lacks")
+            self.handles.append(modules[name].register_forward_hook(self._hook(role, name)))
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _hook(self, role: str, name: str):
+        def hook(_module: nn.Module, _inp: Any, out: Any) -> None:
+            if self.role != role:
+                return
+            if (role, name) in self.seen:
+                raise RuntimeError(
+                    f"module {name!r} ran twice in one forward pass; each module in spec.activations "
+                    "must run once (a shared module, e.g. one ReLU reused, mixes several layers)"
+                )
+            self.seen.add((role, name))
+            z = self.stats[name].shifted(out, role)
+            if role == "a":
+                self.pending[name] = z
+                return
+            za = self.pending.pop(name, None)
+            if za is None:
+                raise RuntimeError(f"module {name!r} ran in model B but not in model A")
+            self.stats[name].add_cross(za, z)
+
+        return hook
+
+    def run(self, model_a: nn.Module, model_b: nn.Module, batches: Iterable[Any]) -> None:
+        """One forward of A and one of B per batch, without gradients."""
+        dev_a, dev_b = _model_device(model_a), _model_device(model_b)
+        with torch.no_grad():
+            for batch in batches:
+                x = _inputs(batch)
+                self.seen.clear()
+                self.role = "a"
+                model_a(x.to(dev_a))
+                self.role = "b"
+                model_b(x.to(dev_b))
+                self.role = ""
+                if self.pending:
+                    raise RuntimeError(f"modules ran in model A but not in model B: {sorted(self.pending)}")
+
+
 def collect_correlations(
     model_a: nn.Module,
     model_b: nn.Module,
@@ -362,62 +421,19 @@ def collect_correlations(
     groups = {g: list(names) for g, names in spec.activations.items() if names}
     scratch = _Scratch()
     stats = {name: _ModuleStats(name, scratch) for names in groups.values() for name in names}
-    pending: dict[str, torch.Tensor] = {}
-    seen: set[tuple[str, str]] = set()
-    phase = {"role": ""}
-
-    def make_hook(role: str, name: str):
-        def hook(_module: nn.Module, _inp: Any, out: Any) -> None:
-            if phase["role"] != role:
-                return
-            if (role, name) in seen:
-                raise RuntimeError(
-                    f"module {name!r} ran twice in one forward pass; each module in spec.activations "
-                    "must run once (a shared module, e.g. one ReLU reused, mixes several layers)"
-                )
-            seen.add((role, name))
-            z = stats[name].shifted(out, role)
-            if role == "a":
-                pending[name] = z
-                return
-            za = pending.pop(name, None)
-            if za is None:
-                raise RuntimeError(f"module {name!r} ran in model B but not in model A")
-            stats[name].add_cross(za, z)
-
-        return hook
-
-    handles = []
+    paired = _PairedForward(stats)
     modes: list[tuple[nn.Module, bool]] = []
     # A derived spec may observe graph nodes that are no module's output: it hooks a view of each model.
     model_a, model_b = spec.observable(model_a), spec.observable(model_b)
     try:
         for role, model in (("a", model_a), ("b", model_b)):
-            modules = dict(model.named_modules())
-            for name in stats:
-                if name not in modules:
-                    raise ValueError(
-                        f"spec.activations names module {name!r}, which model {role.upper()} lacks"
-                    )
-                handles.append(modules[name].register_forward_hook(make_hook(role, name)))
+            paired.attach(role, model)
             modes.extend((m, m.training) for m in model.modules())
         model_a.eval()
         model_b.eval()
-        dev_a, dev_b = _model_device(model_a), _model_device(model_b)
-        with torch.no_grad():
-            for batch in batches:
-                x = _inputs(batch)
-                seen.clear()
-                phase["role"] = "a"
-                model_a(x.to(dev_a))
-                phase["role"] = "b"
-                model_b(x.to(dev_b))
-                phase["role"] = ""
-                if pending:
-                    raise RuntimeError(f"modules ran in model A but not in model B: {sorted(pending)}")
+        paired.run(model_a, model_b, batches)
     finally:
-        for h in handles:
-            h.remove()
+        paired.detach()
         for m, mode in modes:
             m.training = mode
     if any(s.count == 0 for s in stats.values()):

@@ -160,58 +160,101 @@ def train(
     A non-finite training or test loss raises :class:`TrainingDiverged`
     before that epoch's state is saved, so the last good state is kept.
     """
-    forward, shard = data_parallel(model, data, device, step_fn)
-    optimizer = make_optimizer(model, spec)
-    schedule = make_schedule(optimizer, spec)
-    enforcer = MaskEnforcer(model, masks) if masks else None
-    if enforcer:
-        enforcer.apply_to_weights()
-    state_path = Path(state_path) if state_path is not None else None
-    bars = show_bars(progress)
-    start = _begin(model, optimizer, schedule, spec, device, name, state_path, metrics, on_checkpoint, bars)
+    run = _Run.start(model, data, spec, name, device, masks, state_path, step_fn, show_bars(progress))
+    start = _begin(model, run.optimizer, run.schedule, spec, device, name, run.state_path, metrics, on_checkpoint,
+                   run.bars)
     final: EvalResult | None = None
     end = spec.epochs if stop_after is None else min(stop_after, spec.epochs)
-    bar = tqdm(range(start, end), desc=name, unit="ep", disable=not bars, initial=start,
+    bar = tqdm(range(start, end), desc=name, unit="ep", disable=not run.bars, initial=start,
                total=spec.epochs, dynamic_ncols=True)
     loop_began = time.perf_counter()
     for epoch in bar:
         began = time.perf_counter()
-        model.train()
-        epoch_batches = data.train_batches(epoch, spec.seed, shard=shard) if shard else data.train_batches(
-            epoch, spec.seed)
-        batches = tqdm(epoch_batches, total=data.batches_per_epoch, leave=False,
-                       desc=f"{name} epoch {epoch + 1}", unit="batch", disable=not bars, dynamic_ncols=True)
-        loss_sum, seen = _epoch_steps(forward, batches, optimizer, enforcer, device)
-        lr = optimizer.param_groups[0]["lr"]
-        schedule.step()
+        record = run.train_epoch(epoch)
         done = epoch + 1
-        if shard:  # every rank saw a slice of each batch: the epoch's loss is over all of them
-            loss_sum = distributed.all_reduce_sum(loss_sum)
-            seen *= shard[1]
-        record = {"run": name, "epoch": done, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
-        check_finite(record["train_loss"], "training", name, done, lr, state_path)
         if done % spec.eval_every == 0 or done == end:
-            result = evaluate(model, data.test_batches())
-            check_finite(result.loss, "test", name, done, lr, state_path)
-            record.update(test_accuracy=result.accuracy, test_loss=result.loss, test_top5=result.top5)
+            result = run.evaluate(record, done)
             final = result if done == end else None
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{result.accuracy:.2f}")
-        if on_checkpoint and done in spec.save_epochs:
-            on_checkpoint(done, model)
-        record["seconds"] = round(time.perf_counter() - began, 3)
-        if metrics:
-            metrics.log(record)
-        if state_path is not None:
-            _save_state(state_path, model, optimizer, schedule, done, spec)
-        if not bars:
+        run.close_epoch(record, done, began, metrics, on_checkpoint)
+        if not run.bars:
             # Timed after the state is saved: saving is part of what each remaining epoch costs.
             per_epoch = (time.perf_counter() - loop_began) / (done - start)
-            print(epoch_line(name, done, spec.epochs, lr, record["train_loss"], record.get("test_accuracy"),
-                             per_epoch, end - done), flush=True)
+            print(epoch_line(name, done, spec.epochs, record["lr"], record["train_loss"],
+                             record.get("test_accuracy"), per_epoch, end - done), flush=True)
     bar.close()
     if final is None:
         final = evaluate(model, data.test_batches())
     return TrainOutcome(final=final, epochs_run=max(end - start, 0))
+
+
+@dataclass
+class _Run:
+    """What every epoch of one :func:`train` call works with."""
+
+    model: nn.Module
+    data: TrainData
+    spec: TrainSpec
+    name: str
+    device: torch.device
+    forward: Callable  # the model, its compiled step, or its DistributedDataParallel wrapper
+    shard: tuple[int, int] | None  # (rank, world) under torchrun
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    enforcer: MaskEnforcer | None
+    state_path: Path | None
+    bars: bool
+
+    @classmethod
+    def start(cls, model: nn.Module, data: TrainData, spec: TrainSpec, name: str, device: torch.device,
+              masks: dict[str, torch.Tensor] | None, state_path: str | os.PathLike | None,
+              step_fn: Callable | None, bars: bool) -> _Run:
+        """The forward, a fresh optimizer and schedule, and the masks applied to the weights."""
+        forward, shard = data_parallel(model, data, device, step_fn)
+        optimizer = make_optimizer(model, spec)
+        schedule = make_schedule(optimizer, spec)
+        enforcer = MaskEnforcer(model, masks) if masks else None
+        if enforcer:
+            enforcer.apply_to_weights()
+        return cls(model, data, spec, name, device, forward, shard, optimizer, schedule, enforcer,
+                   Path(state_path) if state_path is not None else None, bars)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Epoch ``epoch``'s steps and the schedule's step; its record (lr, mean training loss), checked finite."""
+        self.model.train()
+        seed = self.spec.seed
+        epoch_batches = (self.data.train_batches(epoch, seed, shard=self.shard) if self.shard
+                         else self.data.train_batches(epoch, seed))
+        batches = tqdm(epoch_batches, total=self.data.batches_per_epoch, leave=False,
+                       desc=f"{self.name} epoch {epoch + 1}", unit="batch", disable=not self.bars,
+                       dynamic_ncols=True)
+        loss_sum, seen = _epoch_steps(self.forward, batches, self.optimizer, self.enforcer, self.device)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.schedule.step()
+        if self.shard:  # every rank saw a slice of each batch: the epoch's loss is over all of them
+            loss_sum = distributed.all_reduce_sum(loss_sum)
+            seen *= self.shard[1]
+        record = {"run": self.name, "epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1)}
+        check_finite(record["train_loss"], "training", self.name, epoch + 1, lr, self.state_path)
+        return record
+
+    def evaluate(self, record: dict[str, Any], done: int) -> EvalResult:
+        """The test metrics after ``done`` epochs, checked finite and added to the epoch's record."""
+        result = evaluate(self.model, self.data.test_batches())
+        check_finite(result.loss, "test", self.name, done, record["lr"], self.state_path)
+        record.update(test_accuracy=result.accuracy, test_loss=result.loss, test_top5=result.top5)
+        return result
+
+    def close_epoch(self, record: dict[str, Any], done: int, began: float, metrics: MetricsLog | None,
+                    on_checkpoint: Callable[[int, nn.Module], None] | None) -> None:
+        """The epoch's checkpoint when asked for, its record (timed) logged, then the training state saved."""
+        if on_checkpoint and done in self.spec.save_epochs:
+            on_checkpoint(done, self.model)
+        record["seconds"] = round(time.perf_counter() - began, 3)
+        if metrics:
+            metrics.log(record)
+        if self.state_path is not None:
+            _save_state(self.state_path, self.model, self.optimizer, self.schedule, done, self.spec)
 
 
 def _begin(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, spec: TrainSpec,
