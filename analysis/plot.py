@@ -32,38 +32,24 @@ import argparse
 import csv
 import itertools
 import json
-import math
 import re
 import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only: no display on the machines that run studies
+from analysis.figure_parts import RUN_STYLE, Plot, Skip, add_legend, new_figure, plt  # sets the backend first
+from analysis.table import RUN_ORDER, SeedRun, Setting, find_runs, setting_of
+from models.registry import model_caption, width_text
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from analysis.figure_fit import fit_to_figure  # noqa: E402
-from analysis.table import RUN_ORDER, SeedRun, Setting, find_runs, setting_of  # noqa: E402
-from models.registry import model_caption, width_text  # noqa: E402
-
-RUN_STYLE = {
-    "lth": ("LTH: $W_A(k) \\odot M_A$", "tab:green", "o"),
-    "naive": ("naive: $W_B(k) \\odot M_A$", "tab:red", "s"),
-    "permuted": ("permuted: $W_B(k) \\odot \\pi(M_A)$", "tab:blue", "D"),
-    "random": ("random mask: $W_B(k)$, same density", "tab:gray", "v"),
-}
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "Fashion-MNIST",
                  "svhn": "SVHN", "imagenet": "ImageNet"}
 CSV_HEAD = ("panel", "quantity", "series")
-PANEL_W, PANEL_H, LEGEND_W = 4.6, 3.6, 3.6
 
 
 @dataclass
@@ -77,22 +63,6 @@ class Config:
     @property
     def family(self) -> tuple[str, str]:
         return (self.setting.model or "unknown model", self.setting.dataset or "unknown data")
-
-
-@dataclass
-class Plot:
-    """A drawn figure and the rows of its CSV."""
-
-    name: str
-    fig: Figure
-    x_name: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Skip:
-    name: str
-    reason: str
 
 
 def family_name(family: tuple[str, str]) -> str:
@@ -192,22 +162,6 @@ def unique_phase1(seeds: Iterable[SeedRun]) -> list[SeedRun]:
     return out
 
 
-def new_figure(panels: int, ncols: int, sharey: bool = False) -> tuple[Figure, list[Any]]:
-    ncols = max(1, min(ncols, panels))
-    nrows = math.ceil(panels / ncols)
-    # One panel is too narrow for the legend below it: that legend goes to the right (see add_legend).
-    extra = LEGEND_W if panels == 1 else 0.0
-    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_W * ncols + extra, PANEL_H * nrows + 1.2),
-                             squeeze=False, layout="constrained", sharey=sharey)
-    flat = list(axes.flat)
-    for ax in flat[panels:]:
-        ax.set_visible(False)
-    if sharey:  # a shared axis still labels every panel: each reads on its own
-        for ax in flat[:panels]:
-            ax.yaxis.set_tick_params(labelleft=True)
-    return fig, flat[:panels]
-
-
 def draw_series(ax: Any, xs: list[float], means: list[float], stds: list[float | None], *, label: str, color: str,
                 marker: str = "o", linestyle: str = "-", annotate: bool = False, hollow: bool = False,
                 band: bool = True) -> None:
@@ -234,22 +188,6 @@ def draw_series(ax: Any, xs: list[float], means: list[float], stds: list[float |
             text = f"{means[0]:.2f}" + (f" ± {stds[0]:.2f}" if stds[0] is not None else "")
             ax.annotate(text, (xs[0], means[0]), xytext=(10, 0), textcoords="offset points", va="center",
                         fontsize=9, color=color)
-
-
-def add_legend(fig: Figure, axes: list[Any], title: str, ncols: int = 3) -> None:
-    """One legend for every series of every panel, and the title; both are fitted inside the figure.
-
-    Series are collected from all panels (a series drawn in one panel only still gets its entry), once per label.
-    """
-    handles, labels, seen = [], [], set()
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            if label not in seen:
-                seen.add(label)
-                handles.append(handle)
-                labels.append(label)
-    fig.suptitle(title)
-    fit_to_figure(fig, handles, labels, right=len(axes) == 1, ncols=min(len(labels), ncols))
 
 
 def by_family(configs: list[Config]) -> dict[tuple[str, str], list[Config]]:
@@ -604,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def training_curve_figures(configs: list[Config]) -> Iterator[Plot | Skip]:
     """One ``training_curves`` figure per run directory (config and seed), drawn one at a time: a sweep has many."""
-    from analysis.training_curves import figure_training_curves  # it builds on this module's helpers
+    from analysis.training_curves import figure_training_curves
 
     for cfg in configs:
         for run in sorted(cfg.seeds, key=lambda s: s.path.name):

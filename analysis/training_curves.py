@@ -16,7 +16,7 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-from analysis.plot import RUN_STYLE, Plot, Skip, add_legend, new_figure
+from analysis.figure_parts import RUN_STYLE, Plot, Skip, add_legend, new_figure
 
 _SPARSE = re.compile(r"sparse_(?P<run>.+)_k(?P<k>\d+)$")
 _IMP = re.compile(r"imp_round_(?P<r>\d+)$")

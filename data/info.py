@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from utils.facts import register_datasets
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -57,6 +59,9 @@ DATASETS: dict[str, DatasetInfo] = {
         "folders (one sub-folder per class) under dataset_root",
     ),
 }
+
+# Config validation (utils/config.py) checks `dataset` against these: it may not import this module itself.
+register_datasets(DATASETS)
 
 
 def normalized_as(info: DatasetInfo, normalization: str) -> DatasetInfo:

@@ -22,6 +22,8 @@ reported, so the returned spec is never wrong.
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -34,7 +36,9 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from matching.channel_graph import TIER_OTHER, ChannelGraph
 from matching.check import SpecError, check_spec
+from matching.derive_report import spec_summary, spec_table
 from matching.spec import PermutationSpec
+from utils.plugins import plugin_arguments, resolve_plugin
 
 Report = Callable[[str], None]
 _PROBES = "fx_nodes"  # the view's submodule holding one observation module per observed graph node
@@ -279,7 +283,56 @@ def _verified(model: nn.Module, spec: PermutationSpec, x: torch.Tensor, report: 
     raise SpecError(f"the permutation spec derived for {type(model).__name__} failed its check: {failure}")
 
 
-if __name__ == "__main__":  # python -m matching.derive pkg.mod:Class: the derived spec as a table
-    from matching.derive_report import main
+# ---------------------------------------------------------------- python -m matching.derive
 
+_CLI_DOC = """Print the permutation spec derived for a model of your own.
+
+Builds the model as a run builds a plug-in ``model_type`` (the same import and keyword arguments, utils/plugins.py),
+derives its spec and prints the table, then the places where channels were held fixed and why."""
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m matching.derive", description=_CLI_DOC)
+    p.add_argument("model", help="package.module:ClassName (or a function returning an nn.Module)")
+    p.add_argument("--model-kwargs", default="{}", help="JSON object of keyword arguments for the constructor")
+    p.add_argument("--input-shape", default="3,32,32", help="one example's shape, e.g. 3,32,32")
+    p.add_argument("--num-classes", type=int, default=10, help="passed where the constructor takes a class count")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the derived spec of a plug-in model; exit status 2 with one line on a user error."""
+    args = _parse(argv)
+    try:
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+        kwargs = json.loads(args.model_kwargs)
+        if not isinstance(kwargs, dict):
+            raise ValueError("--model-kwargs must be a JSON object")
+        build = resolve_plugin(args.model)
+        model = build(**plugin_arguments(args.model, kwargs, in_channels=shape[0], num_classes=args.num_classes))
+        example = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
+        try:
+            with torch.no_grad():
+                model.eval()(example)
+        except Exception as err:  # noqa: BLE001 - the user's forward: one line, not a traceback
+            raise ValueError(f"{args.model} fails on an input of shape {tuple(example.shape)} "
+                             f"({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+                             "give --input-shape") from None
+        held: list[str] = []
+        spec = derive_spec(model, example, report=held.append)
+    except (ValueError, TypeError, SpecError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    state = model.state_dict()
+    print(spec_table(spec, state))
+    print()
+    print("held fixed:" if held else "held fixed: nothing (beyond the model's input and output axes)")
+    for line in held:
+        print(f"  {line}")
+    print()
+    print(spec_summary(spec, state, len(held)))
+    return 0
+
+
+if __name__ == "__main__":  # python -m matching.derive pkg.mod:Class [--model-kwargs '{...}'] [--input-shape 3,32,32]
     sys.exit(main())

@@ -1,15 +1,10 @@
 """A derived permutation spec for people: a table of its groups, what was held fixed, a one-line summary.
 
-``python -m matching.derive pkg.mod:Class [--model-kwargs '{...}'] [--input-shape 3,32,32]`` builds the
-model as a run builds a plug-in ``model_type`` (the same import and keyword arguments), derives its spec
-and prints the table, then the places where channels were held fixed and why.
+``python -m matching.derive`` (``matching.derive.main``) prints them; a run that derives a spec logs the summary.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Mapping
 
 import torch
@@ -63,50 +58,3 @@ def spec_summary(spec: PermutationSpec, state_dict: Mapping[str, torch.Tensor], 
     """``N groups, U permutable units, H places held fixed`` for a derived spec."""
     units = sum(_units(spec, state_dict, members) for members in spec.groups.values())
     return f"{len(spec.groups)} groups, {units} permutable units, {held} place(s) held fixed"
-
-
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m matching.derive", description=__doc__.splitlines()[0])
-    p.add_argument("model", help="package.module:ClassName (or a function returning an nn.Module)")
-    p.add_argument("--model-kwargs", default="{}", help="JSON object of keyword arguments for the constructor")
-    p.add_argument("--input-shape", default="3,32,32", help="one example's shape, e.g. 3,32,32")
-    p.add_argument("--num-classes", type=int, default=10, help="passed where the constructor takes a class count")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the derived spec of a plug-in model; exit status 2 with one line on a user error."""
-    args = _parse(argv)
-    from matching.check import SpecError
-    from matching.derive import derive_spec
-    from models.registry import plugin_arguments, resolve_plugin
-
-    try:
-        shape = tuple(int(s) for s in args.input_shape.split(","))
-        kwargs = json.loads(args.model_kwargs)
-        if not isinstance(kwargs, dict):
-            raise ValueError("--model-kwargs must be a JSON object")
-        build = resolve_plugin(args.model)
-        model = build(**plugin_arguments(args.model, kwargs, in_channels=shape[0], num_classes=args.num_classes))
-        example = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
-        try:
-            with torch.no_grad():
-                model.eval()(example)
-        except Exception as err:  # noqa: BLE001 - the user's forward: one line, not a traceback
-            raise ValueError(f"{args.model} fails on an input of shape {tuple(example.shape)} "
-                             f"({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
-                             "give --input-shape") from None
-        held: list[str] = []
-        spec = derive_spec(model, example, report=held.append)
-    except (ValueError, TypeError, SpecError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    state = model.state_dict()
-    print(spec_table(spec, state))
-    print()
-    print("held fixed:" if held else "held fixed: nothing (beyond the model's input and output axes)")
-    for line in held:
-        print(f"  {line}")
-    print()
-    print(spec_summary(spec, state, len(held)))
-    return 0

@@ -10,22 +10,21 @@ Besides the built-in names, ``model_type`` may be a plug-in path
 constructor takes them). Its entry is made here on demand, so the rest of the
 runner treats it like a built-in one.
 
-``utils.config`` imports this module, so it stays cheap: the model classes (and
-torch/torchvision with them) are imported inside the builders, only when a model
-is actually built.
+Importing this module registers the facts config validation needs (``utils/facts.py``; ``utils.config``
+may not import this floor), those of ``data.info`` with them. So it stays cheap: the model classes (and
+torch/torchvision with them) are imported inside the builders, only when a model is actually built.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
-import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+import data.info  # noqa: F401 - registers the dataset facts: one import of this module readies config checks
+from utils.facts import ModelFacts, register_models
+from utils.plugins import is_plugin, plugin_arguments, resolve_plugin
 
 if TYPE_CHECKING:
     from torch import nn
@@ -46,7 +45,10 @@ class ModelEntry:
     # build(*, num_classes, in_channels, image_size, width, **{field: value for each arch field})
     build: Callable[..., nn.Module]
     arch_fields: Mapping[str, Any]
-    tolerance_field: str  # the PruningConfig field holding this architecture's IMP tolerance
+    tolerance: float  # IMP stops once within this of its target sparsity (unless the config overrides it)
+    # The original code's key under `pruning` that overrides `tolerance` for this model (tolerance_resnet20
+    # served every model but VGG11); `pruning.tolerance` overrides it for any model.
+    tolerance_field: str
     display: str = ""  # the name tables and figures show (default: name)
     plugin: bool = False  # a user's class (model_type "package.module:ClassName"): no width_multiplier
     # What tables and figures call a config's "width" (read from its config.yaml as a dict), and how
@@ -94,23 +96,28 @@ def _first_hidden(cfg: Mapping[str, Any]) -> Any:
     return (cfg.get("mlp_hidden") or [None])[0]
 
 
+# IMP tolerances (the key overriding it, the value) are the paper's code's: its ResNet20 tolerance served
+# every model but VGG11, plug-ins included.
+_TOLERANCE = ("tolerance_resnet20", 0.005)
+_VGG11_TOLERANCE = ("tolerance_vgg11", 5e-7)
+
+
 def _entry(name: str, build: Callable[..., nn.Module], *, aliases: tuple[str, ...] = (),
-           arch_fields: dict[str, Any] | None = None, tolerance_field: str, display: str = "",
-           plugin: bool = False, **describe: Any) -> ModelEntry:
+           arch_fields: dict[str, Any] | None = None, tolerance: tuple[str, float] = _TOLERANCE,
+           display: str = "", plugin: bool = False, **describe: Any) -> ModelEntry:
     return ModelEntry(name=name, aliases=aliases, build=build, arch_fields=MappingProxyType(dict(arch_fields or {})),
-                      tolerance_field=tolerance_field, display=display or name, plugin=plugin, **describe)
+                      tolerance_field=tolerance[0], tolerance=tolerance[1], display=display or name, plugin=plugin,
+                      **describe)
 
 
-# Order matters only for messages (MODEL_TYPES lists names in this order). The tolerances are the
-# paper's code's: its ResNet20 tolerance was used for every model but VGG11.
+# Order matters only for messages (MODEL_TYPES lists names in this order).
 MODELS: dict[str, ModelEntry] = {
     e.name: e
     for e in (
-        _entry("ResNet", _resnet20, aliases=("ResNet20",), tolerance_field="tolerance_resnet20", display="ResNet20"),
-        _entry("VGG11", _vgg11, arch_fields={"batchnorm": False, "init_weights": False},
-               tolerance_field="tolerance_vgg11"),
-        _entry("ResNet50", _resnet50, tolerance_field="tolerance_resnet20"),
-        _entry("MLP", _mlp, arch_fields={"mlp_hidden": (512, 512)}, tolerance_field="tolerance_resnet20",
+        _entry("ResNet", _resnet20, aliases=("ResNet20",), display="ResNet20"),
+        _entry("VGG11", _vgg11, arch_fields={"batchnorm": False, "init_weights": False}, tolerance=_VGG11_TOLERANCE),
+        _entry("ResNet50", _resnet50),
+        _entry("MLP", _mlp, arch_fields={"mlp_hidden": (512, 512)},
                width_of=_first_hidden, width_text="{width} hidden", caption="{name} ({width} hidden)"),
     )
 }
@@ -119,75 +126,6 @@ _BY_NAME: dict[str, ModelEntry] = {n: e for e in MODELS.values() for n in e.name
 
 # Every accepted model_type spelling, aliases included (for messages and did-you-mean hints).
 MODEL_TYPES: tuple[str, ...] = tuple(_BY_NAME)
-
-
-# A plug-in model_type: "package.module:ClassName" (dotted module path, a class name).
-_PLUGIN = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
-# Constructor parameters that receive the dataset's input channels and class count, by the names common
-# in model zoos (torchvision: num_classes; timm: in_chans, num_classes; MONAI and others: in_channels).
-INPUT_CHANNEL_PARAMS = ("in_channels", "in_chans", "input_channels")
-CLASS_COUNT_PARAMS = ("num_classes", "n_classes")
-# Plug-in models stop IMP at this tolerance: the one the paper's code used for every model but VGG11.
-_PLUGIN_TOLERANCE = "tolerance_resnet20"
-
-
-def is_plugin(name: Any) -> bool:
-    """Whether ``name`` is written as a plug-in path ``package.module:ClassName`` (not whether it imports)."""
-    return isinstance(name, str) and _PLUGIN.fullmatch(name) is not None
-
-
-def resolve_plugin(path: str) -> Callable[..., Any]:
-    """What a plug-in path names, imported: an nn.Module class, or a function that builds one (a model zoo's
-    ``torchvision.models:resnet18``); ValueError with one line if it is neither.
-
-    The working directory is searched too (after ``sys.path``), so a module of the user's own beside
-    their config imports as ``my_model:Net`` however the runner was started.
-    """
-    if not is_plugin(path):
-        raise ValueError(f"model_type {path!r} is not of the form 'package.module:ClassName'")
-    module_name, class_name = path.split(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - any failure to import is the user's to fix: say which
-        raise ValueError(f"model_type {path!r}: cannot import module {module_name!r} "
-                         f"({type(err).__name__}: {err})") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ValueError(f"model_type {path!r}: module {module_name!r} has no attribute {class_name!r}")
-    from torch import nn
-
-    if isinstance(cls, type) and not issubclass(cls, nn.Module):
-        raise ValueError(f"model_type {path!r}: {class_name} is not a torch.nn.Module subclass")
-    if not callable(cls):
-        raise ValueError(f"model_type {path!r}: {class_name} is neither a torch.nn.Module class nor a function")
-    return cls
-
-
-def plugin_arguments(path: str, model_kwargs: Mapping[str, Any], *, in_channels: int,
-                     num_classes: int) -> dict[str, Any]:
-    """The keyword arguments a plug-in class is built with: ``model_kwargs`` plus the dataset's input
-    channels and class count under the constructor's own names for them. ValueError (one line) when
-    they do not fit its signature, or ``model_kwargs`` gives a count the dataset contradicts."""
-    cls = resolve_plugin(path)
-    kwargs = dict(model_kwargs)
-    signature = inspect.signature(cls)
-    for names, value in ((INPUT_CHANNEL_PARAMS, in_channels), (CLASS_COUNT_PARAMS, num_classes)):
-        for name in names:
-            if name not in signature.parameters:
-                continue
-            if name in kwargs and kwargs[name] != value:
-                raise ValueError(f"model_kwargs.{name}: {kwargs[name]!r}, but the dataset has {value}; "
-                                 "leave it out (it is passed from the dataset)")
-            kwargs[name] = value
-    try:
-        signature.bind(**kwargs)
-    except TypeError as err:
-        params = ", ".join(signature.parameters)
-        raise ValueError(f"model_kwargs: {cls.__name__}({params}) does not take them: {err}") from None
-    return kwargs
 
 
 def _plugin_builder(path: str) -> Callable[..., nn.Module]:
@@ -235,8 +173,8 @@ def check_plugin_output(path: str, model: Any, *, in_channels: int, image_size: 
 
 
 def _plugin_entry(path: str) -> ModelEntry:
-    return _entry(path, _plugin_builder(path), arch_fields={"model_kwargs": {}},
-                  tolerance_field=_PLUGIN_TOLERANCE, display=path.split(":")[1], plugin=True, caption="{name}")
+    return _entry(path, _plugin_builder(path), arch_fields={"model_kwargs": {}}, display=path.split(":")[1],
+                  plugin=True, caption="{name}")
 
 
 def _lookup(name: str) -> ModelEntry:
@@ -328,3 +266,13 @@ def model_settings(cfg: Any) -> dict[str, Any]:
 def tolerance_field(model_type: str) -> str:
     """The ``PruningConfig`` field with ``model_type``'s IMP tolerance, e.g. "tolerance_vgg11"."""
     return _lookup(model_type).tolerance_field
+
+
+def tolerance(model_type: str) -> tuple[str, float]:
+    """``model_type``'s IMP tolerance: the ``pruning`` key that overrides it (the original code's), its value."""
+    entry = _lookup(model_type)
+    return entry.tolerance_field, entry.tolerance
+
+
+register_models(ModelFacts(model_types=MODEL_TYPES, canonical=canonical_model_type, tolerance=tolerance,
+                           arch_fields={}))

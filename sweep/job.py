@@ -17,6 +17,8 @@ from typing import Any
 
 import submitit
 
+import models.registry  # noqa: F401 - registers the model and dataset facts the job's config is checked with
+
 
 class StepJob(submitit.helpers.Checkpointable):
     def __init__(self, spec: dict[str, Any]):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import models.registry  # noqa: F401 - registers the model and dataset facts config checks use (utils/facts.py)
 from tests.fake_cifar import write_fake_cifar
 
 torch.set_num_threads(1)

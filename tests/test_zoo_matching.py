@@ -19,7 +19,7 @@ from torch import nn
 
 from benchmarks.torchvision_zoo import NARROW, planted, recovered, trained_like
 from matching import activation_matching, check_spec, derive_spec, match_weights, permute
-from matching.derive_report import main as derive_main
+from matching.derive import main as derive_main
 from matching.weight_matching import weight_matching_objective
 
 SEEDS = (0, 1, 2)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from utils.config import ConfigError
+from utils.errors import ConfigError
 from utils.paths import path_problem
 
 BASE_KEY = "base"

@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
-from data.info import DATASETS
-from models.registry import MODEL_TYPES, canonical_model_type, is_plugin, plugin_arguments, tolerance_field
-from utils.errors import UserError
+from utils import facts
+from utils.compose import compose
+from utils.errors import ConfigError
 from utils.paths import path_problem
+from utils.plugins import is_plugin, plugin_arguments
 from utils.safe_yaml import YamlRefused, read_yaml_file
 
 MATCHING_METHODS = ("activation", "weight")
@@ -52,10 +53,6 @@ PRUNE_SCHEDULES = ("cosine", "constant")  # pruning.schedule: IMP fine-tuning
 # Where Debian's dataset-fashion-mnist package puts its files; the data layer
 # falls back to it, so validation must accept it too.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-class ConfigError(UserError, ValueError):
-    """A config or command line that cannot be run; the message is one line."""
 
 
 class _NotFinite(ConfigError):
@@ -96,9 +93,12 @@ class PruningConfig:
     prune_epochs: int = 5000  # the original key: the most IMP rounds to run
     prune_lr: float = 0.01
     train_epochs_per_prune: int = 50
-    tolerance_resnet20: float = 0.005
-    tolerance_vgg11: float = 5e-7
-    tolerance: float | None = None  # overrides the per-architecture tolerances
+    # IMP stops once within the tolerance of its target. Each model's comes from its registry row
+    # (models/registry.py); `tolerance` overrides it for any model. The original code's per-architecture keys
+    # (the `tolerance_` ones) override it for the models whose row names that key; null: the row's.
+    tolerance_resnet20: float | None = None
+    tolerance_vgg11: float | None = None
+    tolerance: float | None = None
     # The paper's code fine-tuned with plain SGD (no momentum, no weight decay).
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -109,12 +109,19 @@ class PruningConfig:
     mask_from: MaskFromConfig | None = None
 
     def tolerance_key(self, model_type: str) -> str:
-        """The key (under ``pruning``) whose tolerance applies to ``model_type``: the override, else the registry's."""
-        return "tolerance" if self.tolerance is not None else tolerance_field(model_type)
+        """The key (under ``pruning``) that sets ``model_type``'s tolerance: the override, else the one its
+        registry row names (which, unset, stands for the row's own value)."""
+        return "tolerance" if self.tolerance is not None else facts.models().tolerance(model_type)[0]
 
     def tolerance_for(self, model_type: str) -> float:
         """IMP's stopping tolerance for ``model_type`` (ValueError if the model is unknown)."""
-        return getattr(self, self.tolerance_key(model_type))
+        key, default = facts.models().tolerance(model_type)
+        given = self.tolerance if self.tolerance is not None else getattr(self, key, None)
+        return default if given is None else given
+
+
+# The original code's per-architecture tolerance keys (which model each serves is its registry row's say).
+_TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(PruningConfig) if f.name.startswith("tolerance_"))
 
 
 @dataclass
@@ -415,15 +422,16 @@ def _check(cfg: Config, *, check_data: bool) -> None:
         root = cfg.data_root
         fallback = cfg.dataset == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir()
         if not root.exists() and not fallback:
-            fail(f"dataset_root: {str(root)!r} does not exist; {DATASETS[cfg.dataset].how_to_get}")
+            fail(f"dataset_root: {str(root)!r} does not exist; {facts.datasets()[cfg.dataset].how_to_get}")
 
 
 def _check_sizes(cfg: Config, fail: typing.Callable[[str], None]) -> None:
     """The model, the dataset, and every count or size that must be positive."""
     _check_model(cfg, fail)
-    if cfg.dataset not in DATASETS:
-        near = difflib.get_close_matches(cfg.dataset, list(DATASETS), n=1, cutoff=0.4)
-        fail(f"dataset: unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}"
+    datasets = facts.datasets()
+    if cfg.dataset not in datasets:
+        near = difflib.get_close_matches(cfg.dataset, list(datasets), n=1, cutoff=0.4)
+        fail(f"dataset: unknown dataset {cfg.dataset!r}; choose one of {', '.join(datasets)}"
              + (f" (did you mean {near[0]!r}?)" if near else ""))
     positive = {
         "width_multiplier": cfg.width_multiplier, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
@@ -462,13 +470,14 @@ def _check_training(cfg: Config, fail: typing.Callable[[str], None]) -> None:
     # IMP stops once within the tolerance of the target: one at or above the target stops it before its
     # first round ("sparse" runs that are dense), a negative one is never met (it runs every allowed round).
     applies = cfg.pruning.tolerance_key(cfg.model_type)
-    tol = getattr(cfg.pruning, applies)
+    tol = cfg.pruning.tolerance_for(cfg.model_type)
     if not 0.0 <= tol < cfg.pruning.sparsity:
         fail(f"pruning.{applies}: must be in [0, pruning.sparsity={cfg.pruning.sparsity}) "
              f"(the IMP tolerance for {cfg.model_type}), got {tol}")
-    for key in ("tolerance_resnet20", "tolerance_vgg11"):  # unused by this model, but never meaningful
-        if getattr(cfg.pruning, key) < 0:
-            fail(f"pruning.{key}: must be >= 0, got {getattr(cfg.pruning, key)}")
+    for key in _TOLERANCE_KEYS:  # one unused by this model is never meaningful negative either
+        value = getattr(cfg.pruning, key)
+        if value is not None and value < 0:
+            fail(f"pruning.{key}: must be >= 0, got {value}")
     for key in ("lr", "sparse_lr"):
         if getattr(cfg.optimizer, key) <= 0:
             fail(f"optimizer.{key}: must be positive, got {getattr(cfg.optimizer, key)}")
@@ -581,8 +590,9 @@ def _check_studies(cfg: Config, fail: typing.Callable[[str], None]) -> None:
 
 def _check_model(cfg: Config, fail: typing.Callable[[str], None]) -> None:
     """model_type (a built-in name, or a plug-in class that must import), model_kwargs, prune_exclude."""
+    models = facts.models()
     if is_plugin(cfg.model_type):
-        info = DATASETS.get(cfg.dataset)
+        info = facts.datasets().get(cfg.dataset)
         try:  # imports the class and checks model_kwargs against its signature, building nothing
             plugin_arguments(cfg.model_type, cfg.model_kwargs, in_channels=info.in_channels if info else 1,
                              num_classes=info.num_classes if info else 1)
@@ -592,10 +602,10 @@ def _check_model(cfg: Config, fail: typing.Callable[[str], None]) -> None:
             fail(f"width_multiplier: applies to the built-in models; give {cfg.model_type}'s size in model_kwargs")
     else:
         try:
-            canonical_model_type(cfg.model_type)
+            models.canonical(cfg.model_type)
         except ValueError:
-            near = difflib.get_close_matches(cfg.model_type, MODEL_TYPES, n=1, cutoff=0.4)
-            fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(MODEL_TYPES)} or a "
+            near = difflib.get_close_matches(cfg.model_type, models.model_types, n=1, cutoff=0.4)
+            fail(f"model_type: unknown model {cfg.model_type!r}; choose one of {', '.join(models.model_types)} or a "
                  "class of your own as 'package.module:ClassName'" + (f" (did you mean {near[0]!r}?)" if near else ""))
         if cfg.model_kwargs:
             fail("model_kwargs: applies to a model_type of your own ('package.module:ClassName') only")
@@ -706,8 +716,6 @@ def validate_setting(key: str, value: Any) -> None:
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The YAML mapping of a config file, ``base:`` chain resolved (``utils/compose.py``), unvalidated (overrides
     may still change it); ConfigError if unreadable."""
-    from utils.compose import compose  # it raises this module's ConfigError
-
     return compose(Path(path), _read_one_file)
 
 

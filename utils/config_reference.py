@@ -89,10 +89,11 @@ MEANINGS: dict[str, str] = {
     "pruning.prune_epochs": "most IMP rounds (the original key)",
     "pruning.prune_lr": "learning rate of the fine-tuning after each round",
     "pruning.train_epochs_per_prune": "fine-tuning epochs after each round",
-    "pruning.tolerance_resnet20": "stop once within this of the target (ResNet20, ResNet50, MLP and your own "
-    "models); `0 <= tolerance < sparsity`",
-    "pruning.tolerance_vgg11": "the same for VGG11",
-    "pruning.tolerance": "overrides both tolerances when set",
+    "pruning.tolerance_resnet20": "IMP stops once within this of the target, for ResNet20, ResNet50, MLP and your "
+    "own models (the original key); null: the model's own, 0.005 (its row in `models/registry.py`); "
+    "`0 <= tolerance < sparsity`",
+    "pruning.tolerance_vgg11": "the same for VGG11; null: its own, 5e-7",
+    "pruning.tolerance": "overrides every model's tolerance when set",
     "pruning.momentum": "fine-tuning momentum: **plain SGD, as the paper's code ran IMP fine-tuning** "
     "([method](method.md))",
     "pruning.weight_decay": "fine-tuning weight decay (0, as the paper's code)",

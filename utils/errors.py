@@ -32,6 +32,11 @@ class UserError(Exception):
         super().__init__(*args)
 
 
+class ConfigError(UserError, ValueError):
+    """A config or command line that cannot be run; the message is one line. (``utils.config`` raises it,
+    ``utils.compose`` too, which ``utils.config`` imports: so it lives here, below both.)"""
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
