@@ -30,22 +30,22 @@ def create(
     in_channels: int,
     width: int = 1,
     image_size: int = 32,
-    mlp_hidden: list[int] | tuple[int, ...] = (512, 512),
-    batchnorm: bool = False,
-    init_weights: bool = False,
+    mlp_hidden: list[int] | tuple[int, ...] | None = None,
+    batchnorm: bool | None = None,
+    init_weights: bool | None = None,
 ) -> nn.Module:
     """Build ``model_type`` (one of ``MODEL_TYPES``; "ResNet" means ResNet20).
 
     ``image_size`` is only used by the MLP (its input has ``in_channels·image_size²``
     features); ``batchnorm`` and ``init_weights`` only by VGG11; ``mlp_hidden`` only by MLP
-    (each model receives only its own registry ``arch_fields``).
+    (each model receives only its own registry ``arch_fields``, None meaning the row's default).
     """
     entry = MODELS.get(canonical_model_type(model_type))
     if entry is None:
         raise ValueError(f"create() builds the built-in models; build {model_type!r} with build_model(config)")
     _check_width(width)
-    given = {"mlp_hidden": list(mlp_hidden), "batchnorm": batchnorm, "init_weights": init_weights}
-    arch = {name: given[name] for name in entry.arch_fields}
+    given = {"mlp_hidden": mlp_hidden, "batchnorm": batchnorm, "init_weights": init_weights}
+    arch = {name: default if given.get(name) is None else given[name] for name, default in entry.arch_fields.items()}
     return entry.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, width=width, **arch)
 
 
@@ -53,8 +53,8 @@ def build_model(config: Any) -> nn.Module:
     """Build the model a config describes; input channels and classes come from its dataset.
 
     Reads ``model_type``, ``dataset``, ``width_multiplier`` (1) and the model's own
-    architecture fields (``mlp_hidden`` [512, 512]; ``batchnorm``, ``init_weights`` False;
-    a plug-in's ``model_kwargs``) as attributes, so any object with them (a config
+    architecture fields (its registry row's ``arch_fields``, whose defaults apply to
+    a missing or None one) as attributes, so any object with them (a config
     dataclass, a ``SimpleNamespace``) works. Builds from exactly the settings that go into
     the artifact keys (``model_settings``). The model gets ``permutation_spec()`` and
     ``prunable_parameters()`` where its class has none, and ``prune_exclude`` applied

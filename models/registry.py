@@ -35,9 +35,11 @@ class ModelEntry:
     """One model type.
 
     ``arch_fields`` maps each config field that changes this architecture (besides
-    ``width_multiplier``, which every model has) to the value used when a config
-    object lacks it; the defaults equal ``utils.config.Config``'s (tested), so a
-    ``SimpleNamespace`` without them builds the same model as a default config.
+    ``width_multiplier``, which every model has) to its default: the one place it is
+    given. A config leaves these fields null until it is loaded (``utils.config``
+    fills them in from here), so a config object that lacks one, a
+    ``SimpleNamespace``, builds and keys as the default. ``arch_checks`` gives, per
+    field, the complaint about a bad value (None: fine); it holds for any model_type.
     """
 
     name: str  # canonical: what artifact keys record
@@ -45,6 +47,7 @@ class ModelEntry:
     # build(*, num_classes, in_channels, image_size, width, **{field: value for each arch field})
     build: Callable[..., nn.Module]
     arch_fields: Mapping[str, Any]
+    arch_checks: Mapping[str, Callable[[Any], str | None]]
     tolerance: float  # IMP stops once within this of its target sparsity (unless the config overrides it)
     # The original code's key under `pruning` that overrides `tolerance` for this model (tolerance_resnet20
     # served every model but VGG11); `pruning.tolerance` overrides it for any model.
@@ -91,9 +94,18 @@ def _mlp(*, num_classes: int, in_channels: int, image_size: int, width: int, mlp
                width=width)
 
 
+_MLP_HIDDEN = (512, 512)
+
+
 def _first_hidden(cfg: Mapping[str, Any]) -> Any:
     # An MLP's "width" is its first hidden layer's: what grows when the paper widens it (None if unsaid).
     return (cfg.get("mlp_hidden") or [None])[0]
+
+
+def _widths(value: Any) -> str | None:
+    if not value or any(h <= 0 for h in value):
+        return f"must be a non-empty list of positive widths, got {value}"
+    return None
 
 
 # IMP tolerances (the key overriding it, the value) are the paper's code's: its ResNet20 tolerance served
@@ -103,11 +115,12 @@ _VGG11_TOLERANCE = ("tolerance_vgg11", 5e-7)
 
 
 def _entry(name: str, build: Callable[..., nn.Module], *, aliases: tuple[str, ...] = (),
-           arch_fields: dict[str, Any] | None = None, tolerance: tuple[str, float] = _TOLERANCE,
-           display: str = "", plugin: bool = False, **describe: Any) -> ModelEntry:
+           arch_fields: dict[str, Any] | None = None, arch_checks: dict[str, Callable[[Any], str | None]] | None = None,
+           tolerance: tuple[str, float] = _TOLERANCE, display: str = "", plugin: bool = False,
+           **describe: Any) -> ModelEntry:
     return ModelEntry(name=name, aliases=aliases, build=build, arch_fields=MappingProxyType(dict(arch_fields or {})),
-                      tolerance_field=tolerance[0], tolerance=tolerance[1], display=display or name, plugin=plugin,
-                      **describe)
+                      arch_checks=MappingProxyType(dict(arch_checks or {})), tolerance_field=tolerance[0],
+                      tolerance=tolerance[1], display=display or name, plugin=plugin, **describe)
 
 
 # Order matters only for messages (MODEL_TYPES lists names in this order).
@@ -117,7 +130,7 @@ MODELS: dict[str, ModelEntry] = {
         _entry("ResNet", _resnet20, aliases=("ResNet20",), display="ResNet20"),
         _entry("VGG11", _vgg11, arch_fields={"batchnorm": False, "init_weights": False}, tolerance=_VGG11_TOLERANCE),
         _entry("ResNet50", _resnet50),
-        _entry("MLP", _mlp, arch_fields={"mlp_hidden": (512, 512)},
+        _entry("MLP", _mlp, arch_fields={"mlp_hidden": _MLP_HIDDEN}, arch_checks={"mlp_hidden": _widths},
                width_of=_first_hidden, width_text="{width} hidden", caption="{name} ({width} hidden)"),
     )
 }
@@ -274,5 +287,17 @@ def tolerance(model_type: str) -> tuple[str, float]:
     return entry.tolerance_field, entry.tolerance
 
 
-register_models(ModelFacts(model_types=MODEL_TYPES, canonical=canonical_model_type, tolerance=tolerance,
-                           arch_fields={}))
+def _arch_defaults() -> dict[str, Any]:
+    """Every built-in architecture field and its default (plain lists, as a config holds them); rows that share
+    a field share its default, so a loaded config reads the same whichever model it names."""
+    defaults: dict[str, Any] = {}
+    for entry in MODELS.values():
+        for name, default in entry.arch_fields.items():
+            if defaults.setdefault(name, _plain(default)) != _plain(default):
+                raise AssertionError(f"models/registry.py: rows disagree on the default of {name!r}")
+    return defaults
+
+
+register_models(ModelFacts(
+    model_types=MODEL_TYPES, canonical=canonical_model_type, tolerance=tolerance, arch_defaults=_arch_defaults(),
+    arch_checks={name: check for e in MODELS.values() for name, check in e.arch_checks.items()}))

@@ -136,3 +136,38 @@ def test_bad_tolerances_are_named(pruning: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         config_from_dict({"model_type": "VGG11", "pruning": {"sparsity": 0.5, **pruning}}, check_data=False)
     assert str(err.value) == message
+
+
+# ------------------------------------------------------------------ architecture fields: declared by the rows
+
+def test_architecture_fields_keep_loading_with_the_rows_defaults() -> None:
+    from utils.config import Config, config_from_dict
+    from utils.overrides import apply_overrides
+
+    mlp = {"model_type": "MLP", "device": "cpu"}
+    # Written out, left out, or null: one config, one set of artifacts (the row's default is the value).
+    for same in ({**mlp, "mlp_hidden": [512, 512]}, {**mlp, "mlp_hidden": None}):
+        assert config_from_dict(same, check_data=False) == config_from_dict(mlp, check_data=False)
+        assert _keys(same) == _keys(mlp)
+    vgg = {"model_type": "VGG11", "device": "cpu"}
+    assert _keys({**vgg, "batchnorm": False, "init_weights": False}) == _keys(vgg)
+    assert _keys({**vgg, "batchnorm": True})["dense_A"] != _keys(vgg)["dense_A"]
+    assert Config().mlp_hidden is None and config_from_dict(vgg, check_data=False).batchnorm is False
+    # --set still reaches the top-level key, and changes the dense key of the model that reads it only.
+    narrow = apply_overrides(dict(mlp), ["mlp_hidden=[16, 8]"])
+    assert config_from_dict(narrow, check_data=False).mlp_hidden == [16, 8]
+    assert _keys(narrow)["dense_A"] != _keys(mlp)["dense_A"]
+    assert _keys(apply_overrides(dict(vgg), ["mlp_hidden=[16]"])) == _keys(vgg)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"mlp_hidden": [16, 0]}, "mlp_hidden: must be a non-empty list of positive widths, got [16, 0]"),
+    ({"mlp_hidden": [], "model_type": "ResNet"}, "mlp_hidden: must be a non-empty list of positive widths, got []"),
+    ({"batchnorm": "yes"}, "batchnorm: expected true or false (or null), got 'yes'"),
+])
+def test_bad_architecture_fields_are_named(raw: dict, message: str) -> None:
+    from utils.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"model_type": "MLP", **raw}, check_data=False)
+    assert str(err.value) == message

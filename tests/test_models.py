@@ -267,11 +267,17 @@ def test_registry_architecture_fields_and_tolerances() -> None:
     assert tolerances == {"ResNet": "tolerance_resnet20", "ResNet20": "tolerance_resnet20",
                           "ResNet50": "tolerance_resnet20", "MLP": "tolerance_resnet20", "VGG11": "tolerance_vgg11"}
     assert {e.tolerance_field for e in registry.MODELS.values()} <= {f.name for f in dataclasses.fields(PruningConfig)}
-    # A config object lacking a field builds and keys like a default Config: the defaults agree.
-    default = Config()
+    assert {n: e.tolerance for n, e in registry.MODELS.items()} == {"ResNet": 0.005, "VGG11": 5e-7,
+                                                                     "ResNet50": 0.005, "MLP": 0.005}
+    # The defaults are the rows' alone: a Config leaves the fields null, loading fills them in, and a config
+    # object lacking a field builds and keys like a loaded default config.
+    assert all(getattr(Config(), name) is None for e in registry.MODELS.values() for name in e.arch_fields)
     for entry in registry.MODELS.values():
-        for name in entry.arch_fields:
-            assert registry.model_settings(SimpleNamespace(model_type=entry.name))[name] == getattr(default, name)
+        loaded = config_from_dict({"model_type": entry.name}, check_data=False)
+        assert registry.model_settings(SimpleNamespace(model_type=entry.name)) == registry.model_settings(loaded)
+        for name, default in entry.arch_fields.items():
+            assert getattr(loaded, name) == (list(default) if isinstance(default, tuple) else default)
+    assert config_from_dict({"model_type": "ResNet"}, check_data=False).mlp_hidden == [512, 512]
 
 
 def test_every_registered_name_builds() -> None:

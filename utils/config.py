@@ -8,6 +8,7 @@ valid.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -194,9 +195,11 @@ class StudiesConfig:
 class Config:
     model_type: str = "ResNet"
     width_multiplier: int = 1
-    mlp_hidden: list[int] = field(default_factory=lambda: [512, 512])
-    batchnorm: bool = False  # VGG11 only: the paper's VGG11 has no BatchNorm
-    init_weights: bool = False  # VGG11 only: kaiming init instead of PyTorch's default
+    # Architecture fields. Which models read each one, and its default, is their registry rows' say
+    # (utils/facts.py); null until the config is loaded, then that default.
+    mlp_hidden: list[int] | None = None
+    batchnorm: bool | None = None
+    init_weights: bool | None = None
     # A plug-in model_type ("package.module:ClassName") is built with these keyword arguments.
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Name patterns of weights IMP leaves dense (a dotted name component such as `downsample`, or a glob).
@@ -456,8 +459,6 @@ def _check_sizes(cfg: Config, fail: typing.Callable[[str], None]) -> None:
         value = getattr(cfg, key)
         if value is not None and value <= 0:
             fail(f"{key}: must be positive, got {value}")
-    if any(h <= 0 for h in cfg.mlp_hidden) or not cfg.mlp_hidden:
-        fail(f"mlp_hidden: must be a non-empty list of positive widths, got {cfg.mlp_hidden}")
 
 
 def _check_training(cfg: Config, fail: typing.Callable[[str], None]) -> None:
@@ -609,6 +610,11 @@ def _check_model(cfg: Config, fail: typing.Callable[[str], None]) -> None:
                  "class of your own as 'package.module:ClassName'" + (f" (did you mean {near[0]!r}?)" if near else ""))
         if cfg.model_kwargs:
             fail("model_kwargs: applies to a model_type of your own ('package.module:ClassName') only")
+    for key, problem in models.arch_checks.items():  # any model's field: set, it must make sense
+        value = getattr(cfg, key, None)
+        complaint = None if value is None else problem(value)
+        if complaint:
+            fail(f"{key}: {complaint}")
     if cfg.prune_exclude is not None and (not cfg.prune_exclude or any(not p for p in cfg.prune_exclude)):
         fail(f"prune_exclude: must be a non-empty list of non-empty name patterns (or null), got {cfg.prune_exclude}")
 
@@ -673,7 +679,17 @@ def config_from_dict(raw: Any, *, check_data: bool = True) -> Config:
     # the same path; dataset_root stays as written (it may be a mapping) and `data_root` expands it.
     cfg.save_path = _expand(cfg.save_path)
     _check(cfg, check_data=check_data)
+    _fill_arch_fields(cfg)
     return cfg
+
+
+def _fill_arch_fields(cfg: Config) -> None:
+    """Architecture fields left null take the registry rows' defaults: the loaded config (and the config.yaml
+    written from it) says what was built."""
+    own = {f.name for f in dataclasses.fields(Config)}
+    for name, default in facts.models().arch_defaults.items():
+        if name in own and getattr(cfg, name) is None:
+            setattr(cfg, name, copy.deepcopy(default))
 
 
 def _accepts_mapping(tp: Any) -> bool:

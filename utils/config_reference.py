@@ -31,9 +31,10 @@ MEANINGS: dict[str, str] = {
     '`"package.module:ClassName"` or a builder function such as `"torchvision.models:resnet18"` '
     "([your own model](own-model.md))",
     "width_multiplier": "channel multiplier (ResNet20 ×1/4/8/16; ResNet50 via `width_per_group`)",
-    "mlp_hidden": "MLP hidden widths",
-    "batchnorm": "VGG11 with BatchNorm (the paper's VGG11 has none)",
-    "init_weights": "VGG11 Kaiming initialisation instead of PyTorch's default",
+    "mlp_hidden": "MLP hidden widths; null: the MLP's default, `[512, 512]` (each model's architecture fields and "
+    "defaults are its row in `models/registry.py`)",
+    "batchnorm": "VGG11 with BatchNorm (the paper's VGG11 has none); null: `false`",
+    "init_weights": "VGG11 Kaiming initialisation instead of PyTorch's default; null: `false`",
     "model_kwargs": "your own model's constructor arguments (plug-in models only); part of the dense key",
     "prune_exclude": "name patterns of weights IMP leaves dense, any model: a dotted name component (`downsample`) "
     "or a glob over the key (`fc*`); part of the IMP chain key when set",

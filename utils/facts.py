@@ -33,15 +33,6 @@ class DatasetFacts(Protocol):
 
 
 @dataclass(frozen=True)
-class ArchField:
-    """A top-level config key that changes one or more built-in architectures (``mlp_hidden``, ``batchnorm``)."""
-
-    default: Any  # the value a model that reads this field uses when the config leaves it unset (null)
-    # The message (without the key) when a value is out of range, else None; checked whatever the model_type.
-    problem: Callable[[Any], str | None] = lambda value: None
-
-
-@dataclass(frozen=True)
 class ModelFacts:
     """What config validation asks of the model registry (``models/registry.py`` fills it)."""
 
@@ -50,7 +41,10 @@ class ModelFacts:
     # model_type -> (the original code's per-architecture key under `pruning` that overrides its IMP
     # tolerance, the tolerance its registry row gives); ValueError if unknown
     tolerance: Callable[[str], tuple[str, float]]
-    arch_fields: Mapping[str, ArchField]  # every built-in model's architecture fields
+    # architecture field (a top-level config key of a built-in model) -> its default
+    arch_defaults: Mapping[str, Any]
+    # architecture field -> the complaint about a value (None: fine), whatever the model_type
+    arch_checks: Mapping[str, Callable[[Any], str | None]]
 
 
 _registered: dict[str, Any] = {}
