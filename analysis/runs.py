@@ -39,10 +39,15 @@ def find_runs(save_path: Path) -> dict[str, list[SeedRun]]:
     """Display label -> every seed of one config (one config hash), with its config.yaml."""
     by_hash: dict[str, list[SeedRun]] = defaultdict(list)
     labels: dict[str, str] = {}
-    for path in sorted(save_path.glob("*/seed_*/results.json")):
-        res = read_results(path)  # a damaged file stops the table: skipping it would silently drop a seed
+    # A damaged file stops the table: skipping it would silently drop a seed.
+    found_results = [(path, read_results(path)) for path in sorted(save_path.glob("*/seed_*/results.json"))]
+    renamed = _renamed_hashes([res for _, res in found_results])
+    for path, res in found_results:
         # Results written before run directories carried the hash: the folder name stands in for it.
         h = res.get("config_hash") or path.parent.parent.name
+        h = renamed.get(h, h)
+        if res.get("config_hash"):
+            res["config_hash"] = h  # one config, one hash in every table row
         by_hash[h].append(SeedRun(path.parent, res, _read_config(path.parent)))
         labels.setdefault(h, res.get("config") or path.parent.parent.name)
     names: dict[str, list[str]] = defaultdict(list)
@@ -56,6 +61,16 @@ def find_runs(save_path: Path) -> dict[str, list[SeedRun]]:
         for h in hashes:
             found[f"{label} [{h}]" if len(hashes) > 1 else label] = by_hash[h]
     return found
+
+
+def _renamed_hashes(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Old config hash -> new one, from results.json files that record both (``legacy_config_hash``).
+
+    Run directories were renamed when their hash came to be derived from artifact keys; a seed whose
+    results.json was written before that still holds the old hash, and belongs with the seeds holding the new.
+    """
+    return {res["legacy_config_hash"]: res["config_hash"] for res in results
+            if isinstance(res.get("legacy_config_hash"), str) and isinstance(res.get("config_hash"), str)}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

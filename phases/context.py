@@ -10,8 +10,8 @@ from torch import nn
 
 from data import DataBundle, DatasetNotFound, build_data
 from models import build_model
-from phases.keys import config_hash
 from phases.mask_source import mask_owner
+from phases.run_dir import adopt_run_dir
 from tracking import Tracker
 from training.device import prepare_model
 from training.metrics import MetricsLog
@@ -31,11 +31,6 @@ def _identity(cfg: Config) -> str:
 def _data_identity(cfg: Config) -> tuple:
     return (cfg.dataset, repr(cfg.data_root), cfg.batch_size, cfg.download, cfg.num_workers, cfg.train_subset,
             cfg.test_subset, cfg.normalization)
-
-
-def run_dir_name(label: str, cfg: Config) -> str:
-    """``<label>-<config hash>``: two configs that compute different things never share a run directory."""
-    return f"{label}-{config_hash(cfg)}"
 
 
 @dataclass
@@ -99,7 +94,9 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        return self.save_path / run_dir_name(self.label, self.cfg) / f"seed_{self.seed}"
+        """``<save_path>/<label>-<config hash>/seed_<N>`` (``phases/run_dir.py``), renamed from its old name if
+        only that exists."""
+        return adopt_run_dir(self.save_path, self.label, self.cfg, self.seed)
 
     @property
     def data(self) -> DataBundle:

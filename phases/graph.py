@@ -96,8 +96,21 @@ def sparse(cfg: Config, seed: int, k: int, run: str, *, b_epoch: int | None = No
     if data_order:
         own = replace(own, data_order=data_order)
     weights = dense(cfg, seed if role == "A" or b_seed is None else b_seed, role)
-    return Artifact(cfg.save_path, "sparse", as_key(own),
-                    {"weights": weights, "mask": mask_source(cfg, seed, run, b_epoch, b_seed)}, origin=(cfg, seed))
+    mask = mask_source(cfg, seed, run, b_epoch, b_seed)
+    if seed != mask_seed(mask):  # the maker could not tell the run seed from its parents (SparseSettings.seed)
+        own = replace(own, seed=seed)
+    return Artifact(cfg.save_path, "sparse", as_key(own), {"weights": weights, "mask": mask}, origin=(cfg, seed))
+
+
+def mask_seed(mask: Artifact) -> int:
+    """The run seed of the dense A an IMP or permuted-mask artifact was pruned from: a sparse run's seed unless
+    its settings say otherwise.
+
+    Not the weights' seed: an ensemble member trains B of seed s + i under the mask of seed s, and its data
+    order is seed s's; only a fixed ``pruning.mask_from.seed`` takes the mask from another seed than the run's.
+    """
+    imp = mask.parents.get("imp", mask)
+    return imp.parents["chain"].parents["dense_a"].settings["seed"]
 
 
 def sparse_runs(cfg: Config) -> list[str]:
@@ -113,6 +126,11 @@ def phase1_artifacts(cfg: Config, seed: int) -> dict[str, Artifact]:
     return {"dense_A": dense(cfg, seed, "A"), "imp": imp(cfg, seed), "dense_B": dense(cfg, seed, "B"),
             "perm": permutation(cfg, seed), "pmask": permuted_mask(cfg, seed),
             "interp": interpolation(cfg, seed)}
+
+
+def every_run(cfg: Config) -> Config:
+    """``cfg`` asking for every sparse run type: the same settings, all the rows a run directory can hold."""
+    return replace(cfg, sparse=replace(cfg.sparse, runs=list(SOURCES)))
 
 
 def run_artifacts(cfg: Config, seed: int, rewinds: list[int] | None = None) -> dict[str, Artifact]:

@@ -15,9 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from models.registry import model_settings
-from phases.mask_source import source_config
-from utils.config import RESCALED, Config, SparseConfig
-from utils.hashing import stable_hash
+from utils.config import RESCALED, Config
 
 
 @dataclass(frozen=True)
@@ -97,6 +95,10 @@ class SparseSettings:
     rescale_bn_batches: int | None = None  # `<run>+rescale` runs only: batches re-estimating BN after rescaling
     # Another data order than the main runs' (phases/sparse_step.sparse_data_seed): ensemble members 1, 2, ...
     data_order: int | None = None
+    # The run seed (data order, random mask), only when it is not the seed of the dense A its mask was pruned from
+    # (phases/graph.mask_seed): under a fixed `pruning.mask_from.seed` two run seeds' lth runs differ in nothing
+    # else. Absent otherwise, so every other key stays as it was.
+    seed: int | None = None
 
 
 def as_key(settings: Any) -> dict[str, Any]:
@@ -174,45 +176,3 @@ def sparse_settings(cfg: Config, k: int, run: str) -> SparseSettings:
                           rewind_convention=cfg.rewind_convention,
                           data=data_settings(cfg) if cfg.pruning.mask_from is not None else None,
                           rescale_bn_batches=cfg.sparse.rescale_bn_batches if run.endswith(RESCALED) else None)
-
-
-# Keys that never change a number (where or how fast it is made) or only add rows to a run
-# directory (more rewind points, more runs): a run directory is named by the rest.
-NOT_IDENTITY = ("dataset_root", "save_path", "device", "num_workers", "compile", "project", "entity", "tracking",
-                "download", "seed", "threads", "eval_every", "rewind_points", "sparse",
-                "studies")  # a study adds its own artifacts, keyed by its own settings (phases/studies)
-
-
-def science_config(cfg: Config) -> dict[str, Any]:
-    """The config without the keys that do not change results (paths, device, logging, added rows)."""
-    d = cfg.to_dict()
-    for k in NOT_IDENTITY:
-        d.pop(k, None)
-    if cfg.sparse.rescale_bn_batches != SparseConfig().rescale_bn_batches:  # changes the `+rescale` rows
-        d["rescale_bn_batches"] = cfg.sparse.rescale_bn_batches
-    d["model"] = model_settings(cfg)
-    for k in ("model_type", "width_multiplier", "mlp_hidden", "batchnorm", "init_weights", "model_kwargs"):
-        d.pop(k, None)
-    if d.get("prune_exclude") is None:  # unset: configs written before the key keep their hash
-        d.pop("prune_exclude", None)
-    # Settings added later, at the value that gives the behaviour from before they existed: left out, so those
-    # configs keep their hash.
-    if d.get("normalization") == "dataset":
-        d.pop("normalization")
-    for k, before in (("stream", "pooled"), ("std", "pooled")):
-        if d["matching"].get(k) == before:
-            d["matching"].pop(k)
-    d["pruning"] = {**d["pruning"], "tolerance": cfg.pruning.tolerance_for(cfg.model_type)}
-    for k in ("tolerance_resnet20", "tolerance_vgg11"):
-        d["pruning"].pop(k, None)
-    if d["pruning"].pop("mask_from", None) is not None:
-        # Mask transfer: dense A and IMP are the source's, named by what the source computes (not its path).
-        src = source_config(cfg)
-        d["pruning"] = {"mask_from": {"config": config_hash(src), "seed": cfg.pruning.mask_from.seed}}
-    d["epochs"], d["model_b_epochs"], d["sparse_epochs"] = cfg.epochs, cfg.b_epochs, cfg.total_sparse_epochs
-    return d
-
-
-def config_hash(cfg: Config) -> str:
-    """Identifies what a config computes; run directories and ``analysis.table`` group by it."""
-    return stable_hash(science_config(cfg), 10)

@@ -83,6 +83,10 @@ def matching_batches(ctx: RunContext, num_batches: int, augment: bool) -> Iterat
     """
     if not augment:
         return ctx.data.eval_train_batches(num_batches)
+    # The run seed from the context, unlike a sparse run's (phase 2 reads it from its settings or its mask's A):
+    # no rule on the parents gives it without moving a key. An ensemble member matches A of seed s to B of seed
+    # s + i under run seed s (A's), mask transfer with a fixed `pruning.mask_from.seed` the source's A to B of
+    # run seed s (B's). Nor does it collide: B's key already differs between run seeds in both.
     return augmented_batches(ctx.data, num_batches, derive_seed(ctx.seed, "matching"))
 
 

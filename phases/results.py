@@ -8,8 +8,10 @@ from typing import Any
 
 from phases import graph
 from phases.context import RunContext
-from phases.keys import config_hash
+from phases.identity import config_hash
+from phases.legacy_run_dirs import legacy_config_hash
 from phases.mask_source import mask_owner, source_config
+from phases.run_dir import RESULTS_LOCK
 from training.metrics import read_metrics
 from utils import artifacts, distributed
 from utils.artifacts import Artifact
@@ -17,8 +19,6 @@ from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import Config, dump_config
 from utils.locks import exclusive
 from utils.provenance import now, provenance, summary
-
-RESULTS_LOCK = ".results.lock"
 
 
 def transfer_summary(cfg: Config, seed: int) -> dict[str, object] | None:
@@ -35,7 +35,11 @@ def collect_results(ctx: RunContext) -> dict[str, Any]:
     arts = {name: a for name, a in graph.run_artifacts(ctx.cfg, ctx.seed).items() if a.complete}
     for a in arts.values():
         a.verify(deep=artifacts.VERIFY_ALWAYS)  # sizes always: a truncated file never feeds a table
-    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg), "seed": ctx.seed, "config": ctx.label,
+    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg),
+                           # The hash the run directory had before artifact keys named it: analysis puts this
+                           # config's seeds whose results.json predates the rename under the one config.
+                           "legacy_config_hash": legacy_config_hash(ctx.cfg),
+                           "seed": ctx.seed, "config": ctx.label,
                            "config_path": ctx.config_path,
                            # Which epoch "checkpoint k" holds: analysis.compare needs it to line our k up with the
                            # paper's tables (saved after k+1 epochs). Configs from before the key ran "epochs".

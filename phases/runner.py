@@ -8,6 +8,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -15,10 +16,10 @@ import yaml
 from models import build_model
 from models.registry import is_plugin
 from phases import graph, stages
-from phases.context import RunContext, run_dir_name
+from phases.context import RunContext
 from phases.demo import DEMO_CONFIG
-from phases.keys import science_config
 from phases.results import phase1_table, phase2_table, recorded_configs, write_run_dir
+from phases.run_dir import run_dir_name
 from training.device import resolve_device, set_cpu_threads, set_precision
 from utils import artifacts, distributed, locks
 from utils.artifacts import Artifact
@@ -68,8 +69,10 @@ def load_with_overrides(args: Args) -> Config:
     return resolved_config(args.config, args.overrides, args.device, args.threads, args.save_path)
 
 
-# Keys that phase 2 alone uses: a run directory differing only in them says nothing about phase 1.
-PHASE2_ONLY = ("sparse_epochs", "optimizer.sparse_lr", "rewind_convention")
+def phase1_settings(cfg: Config, seed: int) -> dict[str, Any]:
+    """The settings of the phase-1 artifacts (``dense_A.optimizer.lr``, ``perm.num_batches``, ...): where two
+    configs' phase 1 differ."""
+    return {name: art.settings for name, art in graph.phase1_artifacts(cfg, seed).items()}
 
 
 def later_consumers(ctx: RunContext) -> list[Artifact]:
@@ -100,10 +103,9 @@ def check_phase1(ctx: RunContext) -> None:
     for recorded in recorded_configs(ctx.save_path, ctx.label, ctx.seed):
         try:
             old = config_from_dict(yaml.safe_load(recorded.read_text()), check_data=False)
-        except (UserError, yaml.YAMLError):
+            diff = differing_keys(phase1_settings(old, ctx.seed), phase1_settings(ctx.cfg, ctx.seed))
+        except (UserError, yaml.YAMLError):  # unreadable, or its mask source is gone: nothing to compare
             continue
-        diff = [k for k in differing_keys(science_config(old), science_config(ctx.cfg))
-                if k not in PHASE2_ONLY]
         if diff:
             shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
             raise UserError(f"the phase-1 artifacts in {recorded.parent} were made by a different config "

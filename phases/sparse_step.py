@@ -27,8 +27,16 @@ from utils.config import RESCALED, REWIND_CONVENTIONS
 from utils.seeding import derive_seed
 
 
-def run_masks(ctx: RunContext, run: str, mask_art: Artifact) -> Masks:
-    """The mask ``run`` trains under: M_A, pi(M_A), or a random mask with M_A's per-layer density.
+def run_seed(art: Artifact) -> int:
+    """A sparse run's run seed (its data order, its random mask): from its settings when they hold it, else the
+    seed of the dense A its mask was pruned from (``SparseSettings.seed``), never the context's."""
+    s = art.settings
+    return s["seed"] if s.get("seed") is not None else graph.mask_seed(art.parents["mask"])
+
+
+def run_masks(run: str, mask_art: Artifact, seed: int) -> Masks:
+    """The mask ``run`` trains under: M_A, pi(M_A), or a random mask with M_A's per-layer density, drawn from
+    the run seed ``seed``.
 
     From ``mask_art``, the run's ``mask`` parent: an IMP or a permuted-mask artifact.
     """
@@ -38,7 +46,7 @@ def run_masks(ctx: RunContext, run: str, mask_art: Artifact) -> Masks:
     mask_a = load_masks(mask_art)
     if which == "imp":
         return mask_a
-    gen = torch.Generator().manual_seed(derive_seed(ctx.seed, "random-mask"))
+    gen = torch.Generator().manual_seed(derive_seed(seed, "random-mask"))
     return random_masks_like(mask_a, gen)
 
 
@@ -74,7 +82,8 @@ def make_sparse(ctx: RunContext, art: Artifact) -> None:
     role, which = graph.SOURCES[run]
     at = checkpoint_epoch(s)
     model = ctx.load_model(art.parents["weights"], checkpoint_name(at))
-    masks = {n: m.to(ctx.device) for n, m in run_masks(ctx, run, art.parents["mask"]).items()}
+    seed = run_seed(art)
+    masks = {n: m.to(ctx.device) for n, m in run_masks(run, art.parents["mask"], seed).items()}
     if run.endswith(RESCALED):
         rescale_initialization(model, masks, ctx.data.eval_train_batches(s["rescale_bn_batches"]))
     # sparse_epochs - k under either convention, as the released code trained from its checkpoint "k" (the
@@ -83,7 +92,7 @@ def make_sparse(ctx: RunContext, art: Artifact) -> None:
     # The same data order for every run of one rewind point: the runs differ only in weights and mask. A fresh
     # schedule of the optimizer's type (cosine, or the released ResNet50 warm-up and steps) from sparse_lr.
     spec = TrainSpec(epochs=epochs, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
-                     nesterov=s["nesterov"], seed=sparse_data_seed(ctx.seed, k, s.get("data_order")),
+                     nesterov=s["nesterov"], seed=sparse_data_seed(seed, k, s.get("data_order")),
                      eval_every=ctx.cfg.eval_every, tag=f"sparse-{run}-{k}", **s["schedule"])
     print(f"[sparse k={k} {run}] W_{role}(k={k}: after {at} epochs) with mask {which}, {epochs} epochs at lr "
           f"{s['lr']}", flush=True)

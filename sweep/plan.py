@@ -224,7 +224,7 @@ def _serialise(jobs: dict[str, Job], arts: dict[str, Artifact]) -> None:
 
 def report_job_name(target: Target, study: str) -> str:
     """The name of the job that writes ``study``'s report for ``target`` (it makes no artifact)."""
-    from phases.keys import config_hash
+    from phases.identity import config_hash
     from utils.hashing import stable_hash
 
     return f"report-{stable_hash([study, target.label, config_hash(target.cfg), target.seed], 12)}"
@@ -233,12 +233,12 @@ def report_job_name(target: Target, study: str) -> str:
 def _plan_report(target: Target, t: int, name: str, jobs: dict[str, Job]) -> None:
     """The job writing study ``name``'s report for ``target``, after the jobs of its artifacts (none when its
     artifacts and report exist)."""
-    from phases.context import run_dir_name
+    from phases.run_dir import existing_run_dir
     from phases.studies import get_study
 
     cfg, seed = target.cfg, target.seed
     planned = sorted(closure(n.artifact for n in get_study(name).needs(cfg, seed)).keys() & jobs.keys())
-    report = Path(cfg.save_path) / run_dir_name(target.label, cfg) / f"seed_{seed}" / "studies" / f"{name}.json"
+    report = existing_run_dir(Path(cfg.save_path), target.label, cfg, seed) / "studies" / f"{name}.json"
     if planned or not report.exists():
         job_name = report_job_name(target, name)
         job = jobs.setdefault(job_name, Job(job_name, "study-report", f"{name}: report", t, {"study": name}))

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from phases import graph
-from phases.context import run_dir_name
+from phases.run_dir import existing_run_dir, run_dir_name
 from sweep.plan import Target
 from utils.config import ConfigError, config_from_dict
 from utils.errors import UserError
@@ -225,7 +225,7 @@ def target_lines(target: Target, jobs: dict[str, dict[str, Any]], queue: set[str
             states[art.name] = stage_state(art, jobs.get(art.name), queue, save_path)
         lines.append(Line(name, art.name, *states[art.name]))
     for study in target.studies:
-        report = save_path / run_dir_name(target.label, cfg) / f"seed_{target.seed}" / "studies" / f"{study}.json"
+        report = existing_run_dir(save_path, target.label, cfg, target.seed) / "studies" / f"{study}.json"
         job = report_job_name(target, study)
         info = jobs.get(job) or {}
         state = "done" if report.exists() else "missing"

@@ -74,6 +74,21 @@ def test_table_groups_by_config_hash_not_by_name(tmp_path, capsys):
     assert "'c' names 2 different configs" in captured.err
 
 
+def test_table_keeps_a_renamed_config_one_config(tmp_path, capsys):
+    """A run directory renamed to its new hash (phases/run_dir.py): the seed rewritten since records both hashes,
+    the seed not yet rewritten only the old one; they are still one config with two seeds, shown by the new hash."""
+    write(tmp_path / "c-new" / "seed_0", 0, 91.0, 88.0, 89.0, config_hash="new", label="c")
+    res = json.loads((tmp_path / "c-new" / "seed_0" / "results.json").read_text())
+    (tmp_path / "c-new" / "seed_0" / "results.json").write_text(json.dumps({**res, "legacy_config_hash": "old"}))
+    write(tmp_path / "c-old" / "seed_1", 1, 93.0, 88.0, 90.0, config_hash="old", label="c")
+    write(tmp_path / "c-other" / "seed_0", 0, 81.0, 78.0, 79.0, config_hash="other", label="c")
+    assert table.main([str(tmp_path), "--csv", str(tmp_path / "long.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "c [new] (2 seeds)" in captured.out and "c [other] (1 seed)" in captured.out
+    rows = list(csv.DictReader(open(tmp_path / "long.csv")))
+    assert {r["config_hash"] for r in rows if r["seed"] == "1"} == {"new"}
+
+
 # ---- analysis.compare: our runs beside the paper's cells -------------------------------------------------------
 
 def write_run(save, label, seed, sparse, *, convention="released", width=1, sparsity=0.9, dataset="cifar10",

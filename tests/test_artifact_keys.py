@@ -7,6 +7,14 @@ stage table existed; they are frozen, never regenerated (a key changed on
 purpose is a breaking change, to be named in the changelog and updated here by
 hand). The paper configs are frozen copies under ``tests/frozen_configs/``:
 the live ``configs/`` files may change their values on purpose.
+
+Run directory names changed once, on purpose: they are derived from the main
+artifacts' keys (``phases/identity.py``) instead of a hash of the config minus
+a hand-kept list of keys. The new names (``run_dir``) were written into
+``artifact_keys.json`` by hand in that change; ``legacy_run_dir`` keeps each
+case's name from before, which ``phases/legacy_run_dirs.py`` must still give
+(it finds, and renames, run directories that users made before the change).
+Every artifact key stayed as it was.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from typing import Any
 import pytest
 
 from phases import graph
-from phases.context import run_dir_name
 from phases.demo import DEMO_CONFIG
+from phases.legacy_run_dirs import legacy_run_dir_name
+from phases.run_dir import run_dir_name
 from phases.studies import get_study
 from utils.config import config_from_dict, read_config_file
 from utils.overrides import apply_overrides
@@ -60,7 +69,8 @@ def artifact_names(case: str, seed: int = 0) -> dict[str, Any]:
     raw = read_config_file(str(FROZEN / source)) if isinstance(source, str) else source
     cfg = config_from_dict(apply_overrides(raw, overrides), check_data=False)
     arts = graph.run_artifacts(cfg, seed)
-    out: dict[str, Any] = {"run_dir": run_dir_name("label", cfg), **{n: a.name for n, a in arts.items()},
+    out: dict[str, Any] = {"run_dir": run_dir_name("label", cfg), "legacy_run_dir": legacy_run_dir_name("label", cfg),
+                           **{n: a.name for n, a in arts.items()},
                            "impchain": arts["imp"].parents["chain"].name}
     for study in studies:
         out[f"study {study}"] = sorted(closure(need.artifact for need in get_study(study).needs(cfg, seed)))

@@ -29,7 +29,7 @@ def paper_config_files() -> list[Path]:
 def config_facts(path: Path) -> dict:
     """What a config file means to the runner: its resolved values, run directory and every artifact key."""
     from phases import graph
-    from phases.context import run_dir_name
+    from phases.run_dir import run_dir_name
 
     cfg = config_from_dict(read_config_file(path), check_data=False)
     label = "__".join(path.relative_to(REPO).with_suffix("").parts)

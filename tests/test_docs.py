@@ -185,7 +185,7 @@ _RUN_DIR = re.compile(r"runs/([^/\s`'\"]+)/seed_")
 
 def test_documented_run_directories_have_the_name_the_code_gives() -> None:
     """A run directory is ``<label>-<config hash>``; the demo's too (``runs/demo-<config hash>/seed_<N>/``)."""
-    from phases.context import run_dir_name
+    from phases.run_dir import run_dir_name
     from phases.runner import resolved_config, run_label
 
     demo = run_dir_name(run_label(None), resolved_config(None, [], device="cpu"))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from phases import graph
-from phases.keys import config_hash
+from phases.identity import config_hash
 from phases.sparse_step import rescale_initialization
 from pruning.rescale import fan_in_kept, rescale_to_fan_in
 from tests.test_pipeline import artifacts, load, run, run_dir, tiny_config

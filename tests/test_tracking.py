@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phases.keys import config_hash
+from phases.identity import config_hash
 from tests.test_pipeline import run, run_dir, tiny_config
 from tests.wandb_files import offline_runs
 from tracking import Tracker, check_tracking, log_table
