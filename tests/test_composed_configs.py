@@ -4,6 +4,9 @@
 resolved to when each was a flat file (its values, run directory and artifact keys), frozen before they
 became thin files over one base each; the test holds the thin files to it. A deliberate change of a paper
 value updates that file with ``python -m tests.test_composed_configs --freeze`` (and says so in its commit).
+The run directory names changed once on purpose, when they came to be derived from artifact keys
+(``phases/identity.py``): ``run_dir`` holds the new name, ``legacy_run_dir`` the one from before (which
+``phases/legacy_run_dirs.py`` must still give); nothing else moved.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ def paper_config_files() -> list[Path]:
 def config_facts(path: Path) -> dict:
     """What a config file means to the runner: its resolved values, run directory and every artifact key."""
     from phases import graph
+    from phases.legacy_run_dirs import legacy_run_dir_name
     from phases.run_dir import run_dir_name
 
     cfg = config_from_dict(read_config_file(path), check_data=False)
     label = "__".join(path.relative_to(REPO).with_suffix("").parts)
     return {"config": cfg.to_dict(), "run_dir": run_dir_name(label, cfg),
+            "legacy_run_dir": legacy_run_dir_name(label, cfg),
             "artifacts": {name: art.name for name, art in graph.run_artifacts(cfg, 0).items()}}
 
 
@@ -64,6 +69,7 @@ def test_each_paper_config_loads_to_the_values_and_keys_it_had_as_a_flat_file(pa
     got = config_facts(path)
     assert got["config"] == expected["config"]
     assert got["run_dir"] == expected["run_dir"]
+    assert got["legacy_run_dir"] == expected["legacy_run_dir"]
     assert got["artifacts"] == expected["artifacts"]
 
 

@@ -169,3 +169,14 @@ def test_sparse_maker_reads_the_run_seed_from_the_key():
     member = graph.sparse(cfg, 4, 1, "naive", b_seed=6, data_order=2)
     assert member.parents["weights"].settings["seed"] == 6 and "seed" not in member.settings
     assert run_seed(member) == 4
+
+
+@pytest.mark.parametrize("base", sorted(BASES))
+def test_identity_reads_every_main_stage(base):
+    """The identity's artifacts (from the graph, which the run context can import) are the stage table's main
+    targets, ancestry included: a stage added to the main experiment must enter ``graph.run_artifacts`` too."""
+    from phases.identity import REFERENCE_REWIND, REFERENCE_SEED, identity_artifacts
+
+    cfg = config_from_dict(BASES[base], check_data=False)
+    table = stages.closure(stages.main_artifacts(graph.every_run(cfg), REFERENCE_SEED, [REFERENCE_REWIND]))
+    assert set(stages.closure(identity_artifacts(cfg))) == set(table)

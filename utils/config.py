@@ -182,7 +182,7 @@ class ImpBarriersStudyConfig:
 class StudiesConfig:
     """``studies``: the paper's further studies (``phases/studies``), each off (null) unless its section is given.
 
-    Not part of the run directory's identity (``phases.keys.NOT_IDENTITY``): a study only adds artifacts,
+    Not part of the run directory's identity (``phases/identity.py``): a study only adds artifacts,
     and its settings enter the keys of its own artifacts alone.
     """
 
