@@ -30,24 +30,29 @@ def transfer_summary(cfg: Config, seed: int) -> dict[str, object] | None:
             "config_hash": config_hash(src)}
 
 
+def results_header(ctx: RunContext) -> dict[str, Any]:
+    """What results.json says of the run itself: its config, hashes, seed, rewind convention and data."""
+    return {"config_hash": config_hash(ctx.cfg),
+            # The hash the run directory had before artifact keys named it: analysis puts this
+            # config's seeds whose results.json predates the rename under the one config.
+            "legacy_config_hash": legacy_config_hash(ctx.cfg),
+            "seed": ctx.seed, "config": ctx.label,
+            "config_path": ctx.config_path,
+            # Which epoch "checkpoint k" holds: analysis.compare needs it to line our k up with the
+            # paper's tables (saved after k+1 epochs). Configs from before the key ran "epochs".
+            "rewind_convention": getattr(ctx.cfg, "rewind_convention", "epochs"),
+            # How many examples the run saw: analysis.compare tells the real dataset from a subset
+            # or generated stand-in by these.
+            "data": {"dataset": ctx.cfg.dataset, "train": ctx.data.num_train,
+                     "test": ctx.data.num_test}}
+
+
 def collect_results(ctx: RunContext) -> dict[str, Any]:
     """Every final number the completed artifacts of this config hold, in the documented shape."""
     arts = {name: a for name, a in graph.run_artifacts(ctx.cfg, ctx.seed).items() if a.complete}
     for a in arts.values():
         a.verify(deep=artifacts.VERIFY_ALWAYS)  # sizes always: a truncated file never feeds a table
-    res: dict[str, Any] = {"config_hash": config_hash(ctx.cfg),
-                           # The hash the run directory had before artifact keys named it: analysis puts this
-                           # config's seeds whose results.json predates the rename under the one config.
-                           "legacy_config_hash": legacy_config_hash(ctx.cfg),
-                           "seed": ctx.seed, "config": ctx.label,
-                           "config_path": ctx.config_path,
-                           # Which epoch "checkpoint k" holds: analysis.compare needs it to line our k up with the
-                           # paper's tables (saved after k+1 epochs). Configs from before the key ran "epochs".
-                           "rewind_convention": getattr(ctx.cfg, "rewind_convention", "epochs"),
-                           # How many examples the run saw: analysis.compare tells the real dataset from a subset
-                           # or generated stand-in by these.
-                           "data": {"dataset": ctx.cfg.dataset, "train": ctx.data.num_train,
-                                    "test": ctx.data.num_test}}
+    res = results_header(ctx)
 
     def metrics(a: Artifact) -> dict[str, float]:
         r = a.result()
