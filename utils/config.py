@@ -4,6 +4,12 @@ Every check runs before any work or write: a bad config costs the user one
 clear line, never a half-made run directory. Keys of the original research
 configs keep their meaning; new keys have defaults that keep those configs
 valid.
+
+What a config is checked against about models and datasets (which exist, each model's IMP tolerance and
+architecture fields, a plug-in's signature) is theirs to say, and this lowest floor may not import them:
+``models.registry`` and ``data.info`` register those facts at import (``utils/facts.py``, which says why a
+registration rather than moving these checks up). No model's default or rule lives here: the original code's
+``pruning.tolerance_resnet20``/``tolerance_vgg11`` stay as keys only, their meaning is the registry rows'.
 """
 
 from __future__ import annotations
