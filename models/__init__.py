@@ -1,7 +1,7 @@
 """Architectures. Each model declares its permutation spec and which weights may be pruned.
 
-The names below are loaded on first use (PEP 562), so ``import models.registry`` (which
-``utils.config`` does) does not pay for torch's model classes or torchvision.
+The names below are loaded on first use (PEP 562), so ``import models.registry`` (which every
+program that loads a config does, see ``utils/facts.py``) does not pay for torch's model classes or torchvision.
 """
 
 from __future__ import annotations
