@@ -259,6 +259,7 @@ def test_results_json_carries_curves_and_rewind_convention(monkeypatch):
     arts = {"perm": Finished({"method": "activation", "A_permuted": {"accuracy": 1.0, "loss": 1.0}}),
             "interp": Finished(stored)}
     monkeypatch.setattr(results.graph, "run_artifacts", lambda cfg, seed: arts)
+    monkeypatch.setattr(results, "config_hash", lambda cfg: "h")  # the run directory's hash reads the real graph
     ctx = SimpleNamespace(cfg=cfg, seed=0, label="demo", config_path=None,
                           data=SimpleNamespace(num_train=60000, num_test=10000))
     res = results.collect_results(ctx)
