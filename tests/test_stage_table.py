@@ -1,15 +1,17 @@
 """Adding a stage kind is one entry in the stage table: experiment.py makes it, the sweep plans it.
 
-The toy stage here is what a user adds (README, Development): a typed
-setting, one named parent (dense A), a maker that reads only its settings and
-its parent's files, and the main experiment's target of it in phase 1.
+The toy stage is the README's own example (section Development), executed as
+written: a typed setting, one named parent (dense A), a maker that reads only
+its settings and its parent's files, and the main experiment's target of it in
+phase 1. A stale example fails here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -17,40 +19,45 @@ import torch
 import yaml
 
 from phases import graph
-from phases.context import RunContext
-from phases.keys import as_key
-from phases.stages import STAGES, Stage, making_order, register_stage
+from phases.stages import STAGES, making_order
 from sweep import cli
 from tests.test_pipeline import run, tiny_config
-from utils.artifacts import Artifact
-from utils.config import Config, config_from_dict
+from utils.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclasses.dataclass(frozen=True)
-class NormSettings:
-    scale: float  # the artifact's one setting: its key changes with it
+def documented_stage(path: Path, heading: str) -> str:
+    """The Python block that ``path`` shows under ``heading``: the example a user copies."""
+    text = path.read_text()
+    found = re.search(rf"^{re.escape(heading)}\n.*?```python\n(.*?)```", text, re.S | re.M)
+    assert found, f"{path.name}: no python block under {heading!r}"
+    return found.group(1)
 
 
-def weight_norm(cfg: Config, seed: int) -> Artifact:
-    return Artifact(cfg.save_path, "wnorm", as_key(NormSettings(scale=2.0)), {"dense_a": graph.dense(cfg, seed, "A")},
-                    origin=(cfg, seed))
+README_STAGE = documented_stage(ROOT / "README.md", "## Development")
 
 
-def make_weight_norm(ctx: RunContext, art: Artifact) -> None:
-    weights, _ = art.parents["dense_a"].tensors("final.safetensors")
-    norm = sum(float(w.double().pow(2).sum()) for w in weights.values()) ** 0.5
-    art.finish({"scaled_norm": art.settings["scale"] * norm})
+def test_the_readme_and_the_development_page_show_the_same_stage() -> None:
+    assert documented_stage(ROOT / "docs" / "development.md", "## Adding a stage") == README_STAGE
 
 
 @pytest.fixture
 def toy_stage():
-    register_stage(Stage("wnorm", make_weight_norm, lambda cfg, seed, rewinds: [weight_norm(cfg, seed)],
-                         label=lambda a: "[weight norm]"))
-    yield
-    STAGES.pop("wnorm")
+    """The README's example, run as written: it registers the stage ``wnorm``; its functions are returned."""
+    module = types.ModuleType("readme_stage")  # a real module: dataclasses looks its own up in sys.modules
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(README_STAGE, "README.md#development", "exec"), module.__dict__)
+        assert "wnorm" in STAGES
+        yield module.__dict__
+    finally:
+        STAGES.pop("wnorm", None)
+        sys.modules.pop(module.__name__)
 
 
 def test_a_new_stage_is_made_by_experiment_and_planned_by_the_sweep(tmp_path, fake_cifar10, capsys, toy_stage):
+    weight_norm = toy_stage["weight_norm"]
     save = tmp_path / "runs"
     raw = tiny_config(fake_cifar10, save, epochs=2, sparse_epochs=2, rewind_points=[1],
                       sparse__random_control=False, sparse__runs=["lth"])
@@ -66,11 +73,11 @@ def test_a_new_stage_is_made_by_experiment_and_planned_by_the_sweep(tmp_path, fa
     jobs = {m.group(2): m.groups() for m in map(row.match, plan.splitlines()) if m}
     cfg = config_from_dict(raw)
     toy = weight_norm(cfg, 0)
-    assert jobs["weight norm"][2] == toy.name
-    assert jobs["weight norm"][4] == jobs["dense A"][0]  # after dense A's job, and nothing else
+    assert jobs["wnorm"][2] == toy.name
+    assert jobs["wnorm"][4] == jobs["dense A"][0]  # after dense A's job, and nothing else
 
     assert run(tmp_path, raw, "-pretrain", "True") == 0
-    assert "[weight norm] making" in capsys.readouterr().out
+    assert "[wnorm] making" in capsys.readouterr().out
     assert toy.complete
     weights, _ = toy.parents["dense_a"].tensors("final.safetensors")
     expected = 2.0 * torch.sqrt(sum(w.double().pow(2).sum() for w in weights.values()))
