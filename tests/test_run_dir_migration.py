@@ -2,8 +2,8 @@
 
 Phase 1 runs; its run directory is then given the old name and the results.json the old code wrote (the old
 config hash, no ``legacy_config_hash``), as a save_path of before the change holds. ``sweep status`` and
-``analysis.table`` read it as it is; phase 2 renames it to the new name (one log line), reuses every phase-1
-artifact (no dense model trained again) and writes the new hash into its results.json.
+``analysis.table`` read it as it is (a study report too); phase 2 renames it to the new name (one log line),
+reuses every phase-1 artifact (no dense model trained again) and writes the new hash into its results.json.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 from analysis.runs import find_runs
 from phases.identity import config_hash
 from phases.legacy_run_dirs import legacy_config_hash, legacy_run_dir_name
-from phases.run_dir import adopt_run_dir, run_dir_name
+from phases.run_dir import adopt_run_dir, existing_run_dir, run_dir_name
 from sweep.status import status
 from tests.test_pipeline import artifacts, run, tiny_config
 from utils.config import config_from_dict
@@ -68,3 +68,21 @@ def test_rename_leaves_a_new_run_directory_alone(tmp_path):
     assert adopt_run_dir(tmp_path, "cfg", cfg, 1) == tmp_path / run_dir_name("cfg", cfg) / "seed_1"
     assert (tmp_path / run_dir_name("cfg", cfg) / "seed_1").is_dir()
     assert not (tmp_path / legacy_run_dir_name("cfg", cfg) / "seed_1").exists()
+
+
+def test_sweep_status_reads_a_study_report_under_the_old_name(tmp_path):
+    """Before anything renames it, a run directory's study report counts as done where it is."""
+    from utils.config import dump_config
+
+    raw = {**tiny_config(tmp_path, tmp_path), "studies": {"imp_barriers": {}}}
+    cfg = config_from_dict(raw, check_data=False)
+    old = tmp_path / legacy_run_dir_name("cfg", cfg) / "seed_0"
+    (old / "studies").mkdir(parents=True)
+    (old / "config.yaml").write_text(dump_config(cfg))
+    (old / "studies" / "imp_barriers.json").write_text("{}")
+    assert existing_run_dir(tmp_path, "cfg", cfg, 0) == old
+    report, _ = status(tmp_path, details=True)
+    (line,) = [line for line in report.splitlines() if "imp_barriers: report" in line]
+    assert " done " in line and str(old) in line
+    (tmp_path / run_dir_name("cfg", cfg) / "seed_0").mkdir(parents=True)
+    assert existing_run_dir(tmp_path, "cfg", cfg, 0) == tmp_path / run_dir_name("cfg", cfg) / "seed_0"
