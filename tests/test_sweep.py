@@ -327,9 +327,11 @@ def wait_for_queue_to_drain(record: dict, timeout: float) -> None:
 
 @slurm
 def test_a_job_at_its_time_limit_is_requeued_and_resumes_from_its_last_epoch(tmp_path, fake_cifar10):
+    EPOCHS = 6000  # noqa: N806 (a constant of this test)
     save = tmp_path / "runs"
-    # Dense A long enough to outlive Slurm's warning (sent up to 30 s before the 1-minute limit).
-    cfg = sweep_config(fake_cifar10, save, 0.5, epochs=3000, model_b_epochs=3, sparse_epochs=3,
+    # Dense A long enough to outlive Slurm's warning (sent up to 30 s before the 1-minute limit): on a quiet
+    # machine an epoch of 128 images takes about 0.01 s, and 3,000 of them once finished before the warning.
+    cfg = sweep_config(fake_cifar10, save, 0.5, epochs=EPOCHS, model_b_epochs=3, sparse_epochs=3,
                        train_subset=128, test_subset=64, eval_every=100, sparse__runs=["lth"])
     (tmp_path / "long.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "launcher.yaml").write_text(yaml.safe_dump({"launcher": {"executor": "slurm", "time_min": 1,
@@ -342,9 +344,9 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_from_its_last_epoch(tmp
                      timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = all_logs(save)
-    assert "requeueing" in logs and re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs), logs[-3000:]
-    resumed = int(re.search(r"\[dense_A\] resuming from epoch (\d+)/3000", logs).group(1))
+    assert "requeueing" in logs and re.search(rf"\[dense_A\] resuming from epoch (\d+)/{EPOCHS}", logs), logs[-3000:]
+    resumed = int(re.search(rf"\[dense_A\] resuming from epoch (\d+)/{EPOCHS}", logs).group(1))
     assert resumed > 0
     dense_a = dense_dir(save, "A")
     epochs = [json.loads(line)["epoch"] for line in (dense_a / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(1, 3001))  # every epoch once: nothing lost to the requeue, nothing twice
+    assert epochs == list(range(1, EPOCHS + 1))  # every epoch once: nothing lost to the requeue, nothing twice
