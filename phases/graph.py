@@ -64,9 +64,11 @@ def imp(cfg: Config, seed: int) -> Artifact:
 def permutation(cfg: Config, seed: int, b_epoch: int | None = None, b_seed: int | None = None) -> Artifact:
     """pi matching trained A to B: B's final model, or (early matching) B after ``b_epoch`` epochs of training;
     B of run seed ``b_seed`` (an ensemble member's) instead of ``seed``'s own when given."""
-    b = dense(cfg, seed if b_seed is None else b_seed, "B")
-    return Artifact(cfg.save_path, "perm", as_key(early_match_settings(cfg, b_epoch)),
-                    {"dense_a": dense(cfg, seed, "A"), "dense_b": b}, origin=(cfg, seed))
+    a, b = dense(cfg, seed, "A"), dense(cfg, seed if b_seed is None else b_seed, "B")
+    settings = early_match_settings(cfg, b_epoch)
+    if settings.augment and seed != a.settings["seed"]:  # the maker could not tell the run seed from A (match_seed)
+        settings = replace(settings, run_seed=seed)
+    return Artifact(cfg.save_path, "perm", as_key(settings), {"dense_a": a, "dense_b": b}, origin=(cfg, seed))
 
 
 def permuted_mask(cfg: Config, seed: int, b_epoch: int | None = None, b_seed: int | None = None) -> Artifact:

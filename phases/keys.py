@@ -63,6 +63,9 @@ class MatchSettings:
     seed: int | None = None  # weight matching's group order
     # Early matching (the paper's Table 15): B's checkpoint after this many epochs instead of its final model.
     b_epoch: int | None = None
+    # The run seed the augmented matching batches are drawn from, only when it is not the seed of dense A (the
+    # same rule as SparseSettings.seed): a fixed `pruning.mask_from.seed` matches the source's A for every run seed.
+    run_seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
     when = "" if art.settings.get("b_epoch") is None else f" after {art.settings['b_epoch']} epochs"
     print(f"[match] {m['method']} matching of A to B{when}", flush=True)
     if m["method"] == "activation":
-        batches = matching_batches(ctx, m["num_batches"], m["augment"])
+        batches = matching_batches(ctx.data, m["num_batches"], m["augment"], match_seed(art))
         perms = activation_matching(model_a, model_b, batches, spec=spec, std=m.get("std") or "pooled")
     else:
         perms = weight_matching(spec, model_a.state_dict(), model_b.state_dict(), seed=m["seed"],
@@ -72,22 +72,26 @@ def make_permutation(ctx: RunContext, art: Artifact) -> None:
     print(f"[match] pi(A) {ap_result.accuracy:.2f}% (A {a_result['accuracy']:.2f}%)")
 
 
-def matching_batches(ctx: RunContext, num_batches: int, augment: bool) -> Iterator[Batch]:
+def match_seed(art: Artifact) -> int:
+    """The run seed a permutation's augmented batches come from: from its settings when they hold it, else the
+    seed of its dense A (``MatchSettings.run_seed``), never the context's. An ensemble member matches A of seed s
+    to B of seed s + i under run seed s, A's."""
+    s = art.settings
+    return s["run_seed"] if s.get("run_seed") is not None else art.parents["dense_a"].settings["seed"]
+
+
+def matching_batches(data: DataBundle, num_batches: int, augment: bool, seed: int) -> Iterator[Batch]:
     """The ``matching.num_batches`` training batches activation matching correlates, as ``matching.augment`` says.
 
     Un-augmented: the training set in its fixed order (``eval_train_batches``).
     Augmented: shuffled, augmented training batches as training sees them (the
     paper matched on its augmented training loader), from a seed of their own
-    derived from the run seed, so the same run always matches on the same
-    batches; past one epoch they continue into the next.
+    derived from the run seed ``seed``, so the same run always matches on the
+    same batches; past one epoch they continue into the next.
     """
     if not augment:
-        return ctx.data.eval_train_batches(num_batches)
-    # The run seed from the context, unlike a sparse run's (phase 2 reads it from its settings or its mask's A):
-    # no rule on the parents gives it without moving a key. An ensemble member matches A of seed s to B of seed
-    # s + i under run seed s (A's), mask transfer with a fixed `pruning.mask_from.seed` the source's A to B of
-    # run seed s (B's). Nor does it collide: B's key already differs between run seeds in both.
-    return augmented_batches(ctx.data, num_batches, derive_seed(ctx.seed, "matching"))
+        return data.eval_train_batches(num_batches)
+    return augmented_batches(data, num_batches, derive_seed(seed, "matching"))
 
 
 def augmented_batches(data: DataBundle, count: int, seed: int) -> Iterator[Batch]:

@@ -262,7 +262,7 @@ def test_the_other_convention_reuses_the_dense_models_and_adds_only_the_checkpoi
 def test_matching_used_the_augmented_shuffled_batches(released_run, fake_cifar10):
     matched_on = released_run["matched_on"]
     ctx = context(released_run["cfg"])
-    want = list(matching_batches(ctx, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment))
+    want = list(matching_batches(ctx.data, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment, 0))
     assert len(matched_on) == len(want) == 10
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(matched_on, want, strict=True))
     in_order = list(ctx.data.eval_train_batches(10))
@@ -272,11 +272,11 @@ def test_matching_used_the_augmented_shuffled_batches(released_run, fake_cifar10
 def test_augmented_matching_batches_are_training_batches_from_their_own_seed(fake_cifar10, tmp_path):
     raw = tiny_config(fake_cifar10, tmp_path, matching__num_batches=11)  # 512 / 64 = 8 batches an epoch
     plain = context(raw)
-    fixed = zip(matching_batches(plain, 11, False), plain.data.eval_train_batches(11), strict=True)
+    fixed = zip(matching_batches(plain.data, 11, False, 0), plain.data.eval_train_batches(11), strict=True)
     assert all(torch.equal(a[0], b[0]) for a, b in fixed)
     raw["matching"]["augment"] = True
     ctx = context(raw)
-    got = list(matching_batches(ctx, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment))
+    got = list(matching_batches(ctx.data, ctx.cfg.matching.num_batches, ctx.cfg.matching.augment, 0))
     seed = derive_seed(0, "matching")
     want = list(ctx.data.train_batches(0, seed)) + list(ctx.data.train_batches(1, seed))[:3]
     assert len(got) == 11

@@ -171,6 +171,24 @@ def test_sparse_maker_reads_the_run_seed_from_the_key():
     assert run_seed(member) == 4
 
 
+def test_permutation_reads_the_run_seed_from_its_key():
+    """Augmented matching batches come from the run seed: under a fixed ``pruning.mask_from.seed`` the
+    permutation's key holds it (A no longer tells it), and its maker reads it from the key, not the context."""
+    from phases.match_step import match_seed
+
+    augmented = put(science_base(), "matching.augment", True)
+    fixed = put(augmented, "pruning.mask_from.seed", 5)
+    perm = {s: graph.permutation(config_from_dict(fixed, check_data=False), s) for s in (0, 1, 5)}
+    assert [p.settings.get("run_seed") for p in perm.values()] == [0, 1, None]  # 5: the source's own seed
+    assert [match_seed(p) for p in perm.values()] == [0, 1, 5]
+    # Without a fixed source seed, or without augmented batches, the key is what it was: A tells the seed.
+    for raw in (augmented, put(science_base(), "pruning.mask_from.seed", 5)):
+        assert "run_seed" not in graph.permutation(config_from_dict(raw, check_data=False), 1).settings
+    cfg = config_from_dict(put(DEMO_CONFIG, "matching.augment", True), check_data=False)
+    member = graph.permutation(cfg, 4, b_seed=6)  # an ensemble member: A of seed 4 to B of seed 6, run seed 4
+    assert "run_seed" not in member.settings and match_seed(member) == 4
+
+
 @pytest.mark.parametrize("base", sorted(BASES))
 def test_identity_reads_every_main_stage(base):
     """The identity's artifacts (from the graph, which the run context can import) are the stage table's main
