@@ -46,6 +46,7 @@ class RunContext:
     _data: DataBundle | None = field(default=None, repr=False)
     _owner: RunContext | None = field(default=None, repr=False)
     _derived: dict[tuple[str, int], RunContext] = field(default_factory=dict, repr=False)
+    _run_dir: Path | None = field(default=None, repr=False)  # found (and adopted) once: its hash walks the graph
     # The config's experiment tracking (inactive without `tracking`); made here, so a backend that could not log
     # (not installed, wandb without credentials) stops the run before any training.
     tracker: Tracker = field(init=False, repr=False)
@@ -82,7 +83,7 @@ class RunContext:
             return owner
         if key not in self._derived:
             cfg, seed = origin
-            sub = replace(self, cfg=cfg, seed=seed, _owner=None, _derived={})
+            sub = replace(self, cfg=cfg, seed=seed, _owner=None, _derived={}, _run_dir=None)
             if _data_identity(cfg) == _data_identity(self.cfg):
                 sub._data = self.data  # one load of the same data
             self._derived[key] = sub
@@ -96,7 +97,9 @@ class RunContext:
     def run_dir(self) -> Path:
         """``<save_path>/<label>-<config hash>/seed_<N>`` (``phases/run_dir.py``), renamed from its old name if
         only that exists."""
-        return adopt_run_dir(self.save_path, self.label, self.cfg, self.seed)
+        if self._run_dir is None:
+            self._run_dir = adopt_run_dir(self.save_path, self.label, self.cfg, self.seed)
+        return self._run_dir
 
     @property
     def data(self) -> DataBundle:
